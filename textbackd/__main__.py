@@ -1,0 +1,3 @@
+from textbackd.cli import main
+
+raise SystemExit(main())

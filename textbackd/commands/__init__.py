@@ -1,0 +1,1 @@
+"""One module per subcommand; see ``textbackd/cli.py`` for the contract."""
