@@ -556,6 +556,9 @@ def parse_duration(s: str) -> float | None:
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
+_D_PBX, _D_POLICY, _D_STORE, _D_MESSAGES = PbxConfig(), PolicyConfig(), StoreConfig(), MessagesConfig()
+
+
 def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     creds = Path(env["CREDENTIALS_DIRECTORY"]) if env.get("CREDENTIALS_DIRECTORY") else None
@@ -582,9 +585,9 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         connect_timeout=p.float("connect_timeout", 10.0, lo=0.5, hi=120),
         reconnect_min=p.float("reconnect_min", 1.0, lo=0.05, hi=600),
         reconnect_max=p.float("reconnect_max", 60.0, lo=0.1, hi=3600),
-        inbound_contexts=p.strs("inbound_contexts", PbxConfig.inbound_contexts),
+        inbound_contexts=p.strs("inbound_contexts", _D_PBX.inbound_contexts),
         trunk_channel_patterns=p.strs("trunk_channel_patterns"),
-        internal_extension_pattern=p.str("internal_extension_pattern", PbxConfig.internal_extension_pattern),
+        internal_extension_pattern=p.str("internal_extension_pattern", _D_PBX.internal_extension_pattern),
         call_expiry_seconds=p.float("call_expiry_seconds", 4 * 3600.0, lo=60),
     )
     for i, pat in enumerate((*pbx.trunk_channel_patterns, pbx.internal_extension_pattern)):
@@ -618,7 +621,7 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
 
     s = root.table("store")
     store = StoreConfig(
-        path=s.str("path", StoreConfig.path),
+        path=s.str("path", _D_STORE.path),
         retention_days=s.int("retention_days", 0, lo=0),
     )
     s.done()
@@ -647,7 +650,7 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         quiet_start=_parse_time(pol.str("quiet_start", "21:00"), pol, "quiet_start"),
         quiet_end=_parse_time(pol.str("quiet_end", "08:00"), pol, "quiet_end"),
         max_age_minutes=pol.float("max_age_minutes", 120.0, lo=1),
-        outcomes=pol.strs("outcomes", PolicyConfig.outcomes),
+        outcomes=pol.strs("outcomes", _D_POLICY.outcomes),
         text_when_voicemail_left=pol.bool("text_when_voicemail_left", True),
         block=pol.strs("block"),
         allow=pol.strs("allow"),
@@ -670,11 +673,11 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
 
     m = root.table("messages")
     messages = MessagesConfig(
-        missed=m.str("missed", MessagesConfig.missed),
-        after_hours=m.str("after_hours", MessagesConfig.after_hours),
-        opt_out=m.str("opt_out", MessagesConfig.opt_out),
-        opt_in=m.str("opt_in", MessagesConfig.opt_in),
-        help=m.str("help", MessagesConfig.help),
+        missed=m.str("missed", _D_MESSAGES.missed),
+        after_hours=m.str("after_hours", _D_MESSAGES.after_hours),
+        opt_out=m.str("opt_out", _D_MESSAGES.opt_out),
+        opt_in=m.str("opt_in", _D_MESSAGES.opt_in),
+        help=m.str("help", _D_MESSAGES.help),
     )
     for k in ("missed", "after_hours", "opt_out", "opt_in", "help"):
         _check_template(getattr(messages, k), m, k)
