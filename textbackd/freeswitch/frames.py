@@ -1,0 +1,366 @@
+"""Sans-I/O parser for the FreeSWITCH event socket (mod_event_socket), over bytes.
+
+The wire format: a block of ``Name: value`` lines ended by an empty line,
+then, when the block has ``Content-Length``, exactly that many **bytes** of
+body. ``Content-Type`` says what the frame is:
+
+* ``auth/request`` (the banner), ``command/reply`` (``Reply-Text``),
+  ``api/response`` (body = the command's output), ``text/disconnect-notice``;
+* ``text/event-plain``: the body is again a header block (values
+  URL-encoded) and, with an inner ``Content-Length``, an inner body;
+* ``text/event-json``: the body is a JSON object (inner body under ``_body``).
+
+``EslParser.feed(data)`` accepts any split of the stream (a body split at
+every byte included) and returns the complete ``Frame``s. It never raises on
+garbage: a block with no header line, a bad ``Content-Length`` or a frame
+over the size limits is skipped with a warning and parsing goes on at the
+next frame. ``event_of(frame)`` turns an event frame into a ``Mapping[str,
+str]`` (the ``pbx.Event`` the tracker takes), or ``None`` for anything else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+MAX_HEADER_BYTES = 64 * 1024  # one header block (outer frame); FS events' own headers are in the body
+MAX_BODY_BYTES = 8 * 1024 * 1024  # api/response of `show channels` on a busy box stays far below
+
+EVENT_PLAIN = "text/event-plain"
+EVENT_JSON = "text/event-json"
+AUTH_REQUEST = "auth/request"
+COMMAND_REPLY = "command/reply"
+API_RESPONSE = "api/response"
+DISCONNECT_NOTICE = "text/disconnect-notice"
+
+
+@dataclass(slots=True)
+class Frame:
+    """One framed message: its outer headers (``Reply-Text`` URL-decoded) and raw body bytes."""
+
+    headers: dict[str, str]
+    body: bytes = b""
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    @property
+    def reply_text(self) -> str:
+        """``Reply-Text`` of a ``command/reply``, or the body of an ``api/response``."""
+        if "Reply-Text" in self.headers:
+            return self.headers["Reply-Text"]
+        return self.body.decode("utf-8", "replace").strip()
+
+    @property
+    def ok(self) -> bool:
+        return self.reply_text.startswith("+OK")
+
+
+@dataclass(slots=True)
+class ParserStats:
+    frames: int = 0
+    skipped: int = 0  # malformed or oversized frames thrown away
+    bytes: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class EslParser:
+    """Incremental frame parser. ``feed`` bytes as they arrive, get complete frames back."""
+
+    def __init__(self, *, max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self._buf = bytearray()
+        self._headers: dict[str, str] | None = None  # a header block waiting for its body
+        self._need = 0  # body bytes still expected for _headers
+        self._discard = 0  # bytes of an oversized body still to throw away
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+        self.stats = ParserStats()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def _skip(self, reason: str, **kw: object) -> None:
+        self.stats.skipped += 1
+        self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+        log.warning("esl_frame_skipped", reason=reason, **kw)
+
+    def feed(self, data: bytes) -> list[Frame]:
+        out: list[Frame] = []
+        if not data:
+            return out
+        self.stats.bytes += len(data)
+        buf = self._buf
+        if self._discard:
+            n = min(self._discard, len(data))
+            self._discard -= n
+            data = data[n:]
+        buf += data
+        pos = 0
+        end = len(buf)
+        while pos < end:
+            if self._headers is not None:
+                if end - pos < self._need:
+                    break
+                body = bytes(buf[pos : pos + self._need])
+                pos += self._need
+                out.append(Frame(self._headers, body))
+                self.stats.frames += 1
+                self._headers = None
+                continue
+            # skip blank lines between frames (some servers and captures have them)
+            while pos < end and buf[pos] in (10, 13):
+                pos += 1
+            if pos >= end:
+                break
+            idx = buf.find(b"\n\n", pos)
+            if idx < 0:
+                idx_cr = buf.find(b"\r\n\r\n", pos)
+                if idx_cr < 0:
+                    if end - pos > self.max_header_bytes:
+                        self._skip("header_block_too_large", size=end - pos)
+                        pos = end
+                    break
+                idx, sep = idx_cr, 4
+            else:
+                sep = 2
+                if b"\r" in buf[pos:idx]:  # a CRLF stream: the earlier CRLF blank line wins
+                    idx_cr = buf.find(b"\r\n\r\n", pos, idx + 2)
+                    if 0 <= idx_cr < idx:
+                        idx, sep = idx_cr, 4
+            if idx - pos > self.max_header_bytes:
+                self._skip("header_block_too_large", size=idx - pos)
+                pos = idx + sep
+                continue
+            headers = parse_header_block(bytes(buf[pos:idx]).decode("utf-8", "replace"), decode=False)
+            pos = idx + sep
+            if not headers:
+                self._skip("no_headers")
+                continue
+            length_raw = headers.get("Content-Length")
+            if length_raw is None:
+                if "Content-Type" not in headers:
+                    self._skip("no_content_type", keys=sorted(headers)[:5])
+                    continue
+                out.append(Frame(_decode_outer(headers)))
+                self.stats.frames += 1
+                continue
+            try:
+                length = int(length_raw.strip())
+                if length < 0:
+                    raise ValueError
+            except ValueError:
+                self._skip("bad_content_length", value=length_raw[:40])
+                continue
+            if length > self.max_body_bytes:
+                self._skip("body_too_large", size=length)
+                have = min(end - pos, length)
+                pos += have
+                self._discard = length - have
+                continue
+            self._headers = _decode_outer(headers)
+            self._need = length
+        del buf[:pos]
+        return out
+
+    def close(self) -> list[Frame]:
+        """End of stream: report a truncated frame (it is dropped)."""
+        if self._headers is not None or self._buf.strip():
+            self._skip("truncated_at_eof", buffered=len(self._buf))
+        self._buf.clear()
+        self._headers = None
+        self._need = 0
+        return []
+
+
+def _decode_outer(headers: dict[str, str]) -> dict[str, str]:
+    """Outer headers are plain, but a ``connect`` reply URL-encodes ``Reply-Text`` (``%2BOK%0A``)."""
+    rt = headers.get("Reply-Text")
+    if rt is not None and "%" in rt:
+        headers["Reply-Text"] = unquote(rt).strip()
+    return headers
+
+
+def parse_header_block(text: str, *, decode: bool = True) -> dict[str, str]:
+    """``Name: value`` lines into a dict; values URL-decoded when ``decode``.
+
+    A line that is not ``Name: value`` (a name holds no space and no ``=``)
+    continues the previous value: that is how a raw, undecoded multi-line
+    value (SDP) arrives. Lines before the first header are dropped.
+    """
+    headers: dict[str, str] = {}
+    last: str | None = None
+    for line in text.split("\n"):
+        if line.endswith("\r"):
+            line = line[:-1]
+        name, sep, value = line.partition(": ")
+        if not sep:
+            if line.endswith(":") and line.count(":") == 1 and " " not in line:
+                name, sep, value = line[:-1], ":", ""
+        if sep and name and " " not in name and "=" not in name:
+            last = name
+            if decode and "%" in value:
+                value = unquote(value)
+            headers[name] = value
+        elif last is not None:
+            headers[last] = headers[last] + "\n" + line
+    return headers
+
+
+def _is_header_line(line: str) -> bool:
+    name, sep, _ = line.partition(": ")
+    return bool(sep and name) and " " not in name and "=" not in name
+
+
+class PlainEvent(Mapping[str, str]):
+    """The headers of a ``text/event-plain`` body, looked up and URL-decoded on demand.
+
+    FreeSWITCH sends every event with ~100 headers and a tracker reads a
+    handful of them, often only ``Event-Name``: building a full dict per
+    event would cost most of the parsing time. ``__getitem__`` finds
+    ``\nName: `` in the text; iterating (or any header with a raw multi-line
+    value) parses the whole block once. The inner body, if any, is ``_body``.
+    """
+
+    __slots__ = ("_text", "_cache", "_full")
+
+    def __init__(self, head: str, inner_body: str | None = None) -> None:
+        self._text = "\n" + head.replace("\r\n", "\n") + "\n"
+        self._cache: dict[str, str] = {}
+        self._full: dict[str, str] | None = None
+        if inner_body is not None:
+            self._cache["_body"] = inner_body
+
+    def _parse_all(self) -> dict[str, str]:
+        if self._full is None:
+            full = parse_header_block(self._text[1:-1], decode=True)
+            if "_body" in self._cache:
+                full["_body"] = self._cache["_body"]
+            self._full = full
+        return self._full
+
+    def __getitem__(self, key: str) -> str:
+        if self._full is not None:
+            return self._full[key]
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        text = self._text
+        i = text.find("\n" + key + ": ")
+        if i < 0:
+            if text.find("\n" + key + ":\n") < 0:
+                raise KeyError(key)
+            return self._parse_all()[key]
+        start = i + len(key) + 3
+        j = text.find("\n", start)
+        nxt = text.find("\n", j + 1)
+        if nxt > j + 1 and not _is_header_line(text[j + 1 : nxt]):
+            return self._parse_all()[key]  # a raw multi-line value
+        v = text[start:j]
+        if "%" in v:
+            v = unquote(v)
+        self._cache[key] = v
+        return v
+
+    def get(self, key: str, default=None):  # type: ignore[no-untyped-def,override]
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parse_all())
+
+    def __len__(self) -> int:
+        return len(self._parse_all())
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self._parse_all())
+
+    def __repr__(self) -> str:
+        return f"PlainEvent({self.get('Event-Name')!r})"
+
+
+def parse_plain_event(body: bytes) -> PlainEvent:
+    """The body of a ``text/event-plain`` frame: headers, then an inner body after ``Content-Length``."""
+    head, sep, rest = body.partition(b"\n\n")
+    text = head.decode("utf-8", "replace")
+    inner: str | None = None
+    if sep and rest:
+        ev = PlainEvent(text)
+        n_raw = ev.get("Content-Length")
+        try:
+            n = int(n_raw) if n_raw is not None else len(rest)
+        except ValueError:
+            n = len(rest)
+        inner = rest[: max(0, n)].decode("utf-8", "replace")
+    return PlainEvent(text, inner)
+
+
+def parse_json_event(body: bytes) -> dict[str, str] | None:
+    """The body of a ``text/event-json`` frame; every value as a string (arrays joined with ``|``)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        log.warning("esl_bad_json_event", error=str(e)[:80], size=len(body))
+        return None
+    if not isinstance(data, dict):
+        log.warning("esl_bad_json_event", error="not an object", size=len(body))
+        return None
+    out: dict[str, str] = {}
+    for k, v in data.items():
+        if isinstance(v, str):
+            out[k] = v
+        elif isinstance(v, list):
+            out[k] = "|".join(str(x) for x in v)
+        elif v is None:
+            out[k] = ""
+        else:
+            out[k] = str(v)
+    return out
+
+
+def event_of(frame: Frame) -> Mapping[str, str] | None:
+    """The event carried by an event frame, or ``None`` (replies, banners, logs, broken JSON)."""
+    ct = frame.content_type
+    if ct == EVENT_PLAIN:
+        ev = parse_plain_event(frame.body)
+        if "Event-Name" not in ev:
+            log.warning("esl_event_without_name", size=len(frame.body))
+            return None
+        return ev
+    if ct == EVENT_JSON:
+        ev2 = parse_json_event(frame.body)
+        if ev2 is None or "Event-Name" not in ev2:
+            return None
+        return ev2
+    return None
+
+
+def event_time(event: Mapping[str, str]) -> float | None:
+    """``Event-Date-Timestamp`` (microseconds since the epoch) in seconds, when present and sane."""
+    raw = event.get("Event-Date-Timestamp")
+    if not raw:
+        return None
+    try:
+        us = int(raw)
+    except ValueError:
+        return None
+    return us / 1e6 if us > 0 else None
