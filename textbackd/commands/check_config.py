@@ -74,13 +74,15 @@ def describe(cfg: cfgmod.Config) -> list[str]:
 
 
 def _templates(cfg: cfgmod.Config) -> list[str]:
-    try:
-        from textbackd import templates
-    except ImportError:  # pragma: no cover - templates arrive with the policy
-        return []
+    from textbackd import templates
+
+    from datetime import datetime, timezone
+
     out = ["templates (rendered with sample values):"]
-    for item in templates.render_all(cfg):
-        warn = "  WARNING: more than one segment" if item.segments > 1 else ""
-        out.append(f"  {item.name}: {item.segments} segment(s), {item.encoding}{warn}")
+    for item in templates.render_all(cfg, datetime.now(timezone.utc)):
+        enc = "GSM-7" if item.encoding == "gsm7" else "UCS-2"
+        out.append(f"  {item.key}: {item.segments} segment(s), {enc}, {item.units} {'septets' if item.encoding == 'gsm7' else 'code units'}")
         out.append(f"    {item.text}")
+        for w in item.warnings:
+            out.append(f"    warning: {w}")
     return out

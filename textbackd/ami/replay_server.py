@@ -1,0 +1,220 @@
+"""A TCP server that speaks just enough AMI to replay a recorded capture.
+
+Used by ``textbackd demo`` (the built-in PBX) and by the end-to-end tests and
+benchmarks: it sends the banner, answers ``Login`` (checking the secret),
+``Ping``, ``Events``, ``CoreShowChannels`` and ``Logoff`` like Asterisk does,
+and after login streams the recorded events with their recorded spacing
+divided by ``speed`` (``speed=0``: as fast as the socket takes them).
+
+The capture is the raw ``.ami`` byte stream and its ``.timing`` sidecar (see
+the trace README): each timed block ``<`` is one frame at ``offset``/``length``.
+The recorded banner, login response, ``FullyBooted`` and ``Goodbye`` are not
+replayed as events; the server makes its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    at: float  # seconds since the capture's connect
+    data: bytes
+
+
+def _read(path: Path) -> bytes:
+    raw = path.read_bytes()
+    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+
+
+def load_capture(ami_path: str | Path, timing_path: str | Path | None = None) -> list[Block]:
+    """The event frames of a capture with their recorded times.
+
+    Without a sidecar the frames are split on blank lines and spaced 10 ms apart.
+    """
+    ami = _read(Path(ami_path))
+    blocks: list[Block] = []
+    if timing_path is not None and Path(timing_path).exists():
+        for line in _read(Path(timing_path)).decode().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            t, direction, off, length, first = line.split("\t", 4)
+            if direction != "<":
+                continue
+            frame = ami[int(off) : int(off) + int(length)]
+            if _skip(first):
+                continue
+            blocks.append(Block(float(t), frame))
+        return blocks
+    body = ami.replace(b"\r\n", b"\n")
+    for i, chunk in enumerate(body.split(b"\n\n")):
+        first = chunk.split(b"\n", 1)[0].decode("utf-8", "replace")
+        if not chunk.strip() or _skip(first):
+            continue
+        blocks.append(Block(i * 0.01, chunk.replace(b"\n", b"\r\n") + b"\r\n\r\n"))
+    return blocks
+
+
+def _skip(first_line: str) -> bool:
+    return (
+        first_line.startswith("Asterisk Call Manager")
+        or first_line.startswith("Response:")
+        or first_line == "Event: FullyBooted"
+    )
+
+
+def builtin_busy_hour() -> list[Block]:
+    """The recorded busy office hour shipped with textbackd (46 calls, about 5 minutes)."""
+    data = resources.files("textbackd") / "data"
+    with resources.as_file(data / "busy-hour.ami.gz") as ami, resources.as_file(data / "busy-hour.timing.gz") as timing:
+        return load_capture(ami, timing)
+
+
+def _parse_action(frame: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in frame.decode("utf-8", "replace").splitlines():
+        k, sep, v = line.partition(":")
+        if sep:
+            out.setdefault(k.strip().lower(), v.strip())
+    return out
+
+
+class AmiReplayServer:
+    """``async with AmiReplayServer(blocks, secret=...) as srv: srv.port``.
+
+    Each new session replays from the start unless ``resume`` is set, in which
+    case a reconnecting client gets the rest of the capture (a PBX that kept
+    running while the link was down). ``drop_after`` closes the first session
+    after that many events, to test reconnects.
+    """
+
+    def __init__(
+        self,
+        blocks: list[Block],
+        *,
+        username: str = "textbackd",
+        secret: str = "",
+        speed: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        drop_after: int | None = None,
+        resume: bool = True,
+    ) -> None:
+        self.blocks = blocks
+        self.username = username
+        self.secret = secret
+        self.speed = speed
+        self.host = host
+        self.port = port
+        self.drop_after = drop_after
+        self.resume = resume
+        self.position = 0
+        self.sessions = 0
+        self.logins = 0
+        self.finished = asyncio.Event()
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> AmiReplayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._session, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._writers):
+                w.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sessions += 1
+        session = self.sessions
+        self._writers.add(writer)
+        streamer: asyncio.Task | None = None
+        try:
+            writer.write(BANNER)
+            await writer.drain()
+            while True:
+                frame = await reader.readuntil(b"\r\n\r\n")
+                action = _parse_action(frame)
+                name = action.get("action", "").lower()
+                aid = action.get("actionid", "")
+                head = f"ActionID: {aid}\r\n" if aid else ""
+                if name == "login":
+                    if action.get("username") != self.username or action.get("secret") != self.secret:
+                        writer.write(f"Response: Error\r\n{head}Message: Authentication failed\r\n\r\n".encode())
+                        await writer.drain()
+                        break
+                    self.logins += 1
+                    writer.write(f"Response: Success\r\n{head}Message: Authentication accepted\r\n\r\n".encode())
+                    writer.write(
+                        b"Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 100\r\nLastReload: 100\r\n"
+                        b"Status: Fully Booted\r\n\r\n"
+                    )
+                    await writer.drain()
+                    if streamer is None:
+                        streamer = asyncio.create_task(self._stream(writer, session))
+                elif name == "ping":
+                    writer.write(f"Response: Success\r\n{head}Ping: Pong\r\nTimestamp: 0.000000\r\n\r\n".encode())
+                elif name == "coreshowchannels":
+                    writer.write(
+                        f"Response: Success\r\n{head}EventList: start\r\nMessage: Channels will follow\r\n\r\n"
+                        f"Event: CoreShowChannelsComplete\r\n{head}EventList: Complete\r\nListItems: 0\r\n\r\n".encode()
+                    )
+                elif name == "logoff":
+                    writer.write(f"Response: Goodbye\r\n{head}Message: Thanks for all the fish.\r\n\r\n".encode())
+                    await writer.drain()
+                    break
+                else:
+                    writer.write(f"Response: Success\r\n{head}\r\n".encode())
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            if streamer is not None:
+                streamer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await streamer
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _stream(self, writer: asyncio.StreamWriter, session: int) -> None:
+        start = self.position if self.resume else 0
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        base = self.blocks[start].at if start < len(self.blocks) else 0.0
+        sent = 0
+        for i in range(start, len(self.blocks)):
+            b = self.blocks[i]
+            if self.speed > 0:
+                due = t0 + (b.at - base) / self.speed
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            writer.write(b.data)
+            self.position = i + 1
+            sent += 1
+            if sent % 64 == 0 or self.speed > 0:
+                await writer.drain()
+            if self.drop_after is not None and session == 1 and sent >= self.drop_after:
+                await writer.drain()
+                writer.transport.abort()
+                return
+        await writer.drain()
+        self.finished.set()
