@@ -516,3 +516,26 @@ def test_decide_never_raises(direction, outcome, caller, caller_raw, caller_name
         assert isinstance(d, TextDecision)
         assert d.send_at >= ended
         assert d.to.startswith("+") and d.text and d.segments >= 1
+
+
+def test_block_and_allow_prefixes() -> None:
+    """Block and allow entries ending in * match number prefixes, written with + or 00."""
+    jm = call(caller="+18765550123")
+    assert decide(jm, History(), cfg(allowed_countries=("US", "JM"), block=("+1876*",)), at(jm)) == SkipDecision("blocked")
+    assert decide(jm, History(), cfg(allowed_countries=("US", "JM"), block=("001876*",)), at(jm)) == SkipDecision("blocked")
+    d = decide(call(), History(), cfg(allow=("+1 212 555*",)), at(call()))
+    assert isinstance(d, TextDecision)
+    assert decide(jm, History(), cfg(allowed_countries=("US", "JM"), allow=("+1212*",)), at(jm)) == SkipDecision("not_allowed")
+
+
+def test_no_opening_hours_configured() -> None:
+    """Without opening hours every text uses the missed template, and quiet hours still hold night texts."""
+    data = {**BASE, "business": {k: v for k, v in BASE["business"].items() if k != "hours"}}
+    config = parse(data)
+    day = call(ended=ny(2026, 11, 29, 14, 0))  # a Sunday
+    d = decide(day, History(), config, at(day))
+    assert isinstance(d, TextDecision) and (d.template, d.deferred) == ("missed", False)
+    night = call(ended=ny(2026, 11, 29, 23, 0))
+    d = decide(night, History(), config, at(night))
+    assert isinstance(d, TextDecision)
+    assert (d.template, d.send_at) == ("missed", ny(2026, 11, 30, 8, 0))

@@ -33,11 +33,14 @@ at the time of the call (weekday hours in ``business.timezone``, holidays,
 per-line hours) the ``after_hours`` template is used, and if the send time
 falls in quiet hours and ``quiet_hours = "defer"`` the text waits until
 ``quiet_end``. Quiet hours only hold back after-hours texts: while the office
-is open a caller who just called gets the text at once.
+is open a caller who just called gets the text at once. Without any opening
+hours configured every text uses the ``missed`` template and quiet hours hold
+all of them.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
@@ -194,43 +197,79 @@ def number_prefix(e164: str) -> str:
     return e164[:-4] if len(e164) > 4 else e164
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """What decide() derives from a config once: numbers normalised, lists split."""
+
+    lines: dict[str, LineConfig]  # normalised did → line
+    own: frozenset[str]  # our lines and sender numbers, E.164
+    block: tuple[frozenset[str], tuple[str, ...]]  # (numbers, prefixes)
+    allow: tuple[frozenset[str], tuple[str, ...]]
+
+
+_PREPARED: dict[int, tuple[Config, _Prepared]] = {}
+
+
+def _prepare(config: Config) -> _Prepared:
+    hit = _PREPARED.get(id(config))
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    region = config.business.default_region
+    lines = {}
+    for line in config.lines:
+        lines.setdefault(numbers.normalize(line.did, region), line)
+    own = {numbers.normalize(raw, region) for raw in [*(ln.did for ln in config.lines), *(s.from_ for s in config.senders)]}
+    prepared = _Prepared(
+        lines=lines,
+        own=frozenset(n for n in own if n.startswith("+")),
+        block=_split_list(config.policy.block, region),
+        allow=_split_list(config.policy.allow, region),
+    )
+    if len(_PREPARED) >= 8:
+        _PREPARED.clear()
+    _PREPARED[id(config)] = (config, prepared)
+    return prepared
+
+
+def _split_list(entries: tuple[str, ...], region: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Block/allow entries: numbers in any format, or prefixes ending in ``*`` (``+1876*``)."""
+    exact, prefixes = set(), []
+    for entry in entries:
+        e = entry.strip()
+        if e.endswith("*"):
+            head = "".join(ch for ch in e[:-1] if ch.isdigit())
+            if head:
+                prefixes.append("+" + (head[2:] if e.startswith("00") else head))
+        elif e:
+            exact.add(numbers.normalize(e, region))
+    return frozenset(exact), tuple(prefixes)
+
+
+def _matches(e164: str, lists: tuple[frozenset[str], tuple[str, ...]]) -> bool:
+    return e164 in lists[0] or e164.startswith(lists[1])
+
+
 def line_for(config: Config, did: str) -> LineConfig | None:
     """The ``[[lines]]`` entry for the dialled number, matched exactly or as the same E.164 number."""
     exact = config.line_for(did)
-    if exact is not None or not did:
+    if exact is not None or not did or not config.lines:
         return exact
-    region = config.business.default_region
-    want = numbers.normalize(did, region)
-    for line in config.lines:
-        if numbers.normalize(line.did, region) == want:
-            return line
-    return None
+    return _prepare(config).lines.get(numbers.normalize(did, config.business.default_region))
 
 
-def _matches(e164: str, entries: tuple[str, ...], region: str) -> bool:
-    """Whether ``e164`` is on a block/allow list: numbers in any format, or prefixes ending in ``*``."""
-    for entry in entries:
-        e = entry.strip()
-        if not e:
-            continue
-        if e.endswith("*"):
-            head = e[:-1].replace(" ", "").replace("-", "")
-            if head and e164.startswith(head if head.startswith("+") else "+" + head.lstrip("0")):
-                return True
-        elif numbers.normalize(e, region) == e164:
-            return True
-    return False
-
-
-def own_numbers(config: Config) -> set[str]:
+def own_numbers(config: Config) -> frozenset[str]:
     """Our lines and sender numbers in E.164: never text these (loop prevention)."""
-    region = config.business.default_region
-    out = set()
-    for raw in [line.did for line in config.lines] + [s.from_ for s in config.senders]:
-        n = numbers.normalize(raw, region)
-        if n.startswith("+"):
-            out.add(n)
-    return out
+    return _prepare(config).own
+
+
+@functools.lru_cache(maxsize=4096)
+def _lookup(raw: str, region: str) -> tuple[str | None, str, str | None]:
+    """(skip reason or None, e164, the number's own region) for a caller ID."""
+    ok, what = numbers.textable(raw, region)
+    if not ok:
+        return what, "", None
+    info = numbers.info(what, region)
+    return None, what, info.region if info is not None else None
 
 
 def _in_quiet(local: time, start: time, end: time) -> bool:
@@ -295,20 +334,17 @@ def _number_checks(call: Call, config: Config, history: History) -> tuple[str | 
     raw = call.caller if call.caller.strip() else call.caller_raw
     if numbers.is_withheld(raw) and not numbers.is_withheld(call.caller_raw):
         raw = call.caller_raw
-    ok, what = numbers.textable(raw, region)
-    if not ok:
-        return what, "", ""
-    e164 = what
-    if e164 in own_numbers(config) or history.automated_sender:
+    reason, e164, number_region = _lookup(raw, region)
+    if reason:
+        return reason, "", ""
+    prepared = _prepare(config)
+    if e164 in prepared.own or history.automated_sender:
         return "automated_sender", "", e164
-    info = numbers.info(e164, region)
-    number_region = info.region if info is not None else None
     if number_region not in config.allowed_countries:
         return "country_not_allowed", number_region or "?", e164
-    p = config.policy
-    if _matches(e164, p.block, region):
+    if _matches(e164, prepared.block):
         return "blocked", "", e164
-    if p.allow and not _matches(e164, p.allow, region):
+    if config.policy.allow and not _matches(e164, prepared.allow):
         return "not_allowed", "", e164
     if history.opted_out:
         return "opted_out", "", e164
@@ -351,10 +387,11 @@ def decide(call: Call, history: History, config: Config, now: datetime) -> Decis
 
     tz = config.business.tz
     hours = templates.effective_hours(config, line)
-    after_hours = not templates.is_open(hours, ended, tz)
+    has_hours = any(hours.days)  # no opening hours configured: never "after hours", quiet hours still hold
+    after_hours = has_hours and not templates.is_open(hours, ended, tz)
     send_at = ended + timedelta(seconds=config.policy.grace_seconds)
     deferred = False
-    if after_hours and config.policy.quiet_hours == "defer":
+    if (after_hours or not has_hours) and config.policy.quiet_hours == "defer":
         release = _quiet_release(max(send_at, now), config)
         if release is not None:
             send_at, deferred = release, True
@@ -390,7 +427,7 @@ def recheck(pending: Pending, history: History, config: Config, now: datetime) -
     ended = _aware(pending.call_ended)
     if history.opted_out:
         return "opted_out"
-    if _matches(pending.to, config.policy.block, config.business.default_region):
+    if _matches(pending.to, _prepare(config).block):
         return "blocked"
     if history.last_answered_contact_at is not None and _aware(history.last_answered_contact_at) > ended:
         return "answered_callback"

@@ -21,6 +21,7 @@ space before it.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from dataclasses import dataclass
@@ -336,6 +337,7 @@ def compact_hours(hours: OpeningHours, region: str = "US") -> str:
 # the values of one text
 
 
+@functools.lru_cache(maxsize=256)
 def format_number(number: str, region: str = "US") -> str:
     """A number for people: national format at home (``(212) 555-0100``), international abroad."""
     import phonenumbers
