@@ -19,6 +19,7 @@ from textbackd.policy import (
     SkipDecision,
     TextDecision,
     decide,
+    destination,
     line_for,
     number_prefix,
     recheck,
@@ -466,6 +467,7 @@ _times = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1), timezones=st.sampled_from([UTC, NY])
 )
 _numbers = st.one_of(
+    st.from_regex(r"\+?1?212555\d{4}", fullmatch=True),
     st.text(max_size=20),
     st.sampled_from(["", "anonymous", "101", "+18765550123", "+19005550123", "00447400123456", "+12125550150"]),
     st.from_regex(r"\+?1?212555\d{4}", fullmatch=True),
@@ -474,7 +476,7 @@ _numbers = st.one_of(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    direction=st.sampled_from(list(Direction)),
+    direction=st.one_of(st.just(Direction.INBOUND), st.sampled_from(list(Direction))),
     outcome=st.sampled_from(list(Outcome)),
     caller=_numbers,
     caller_raw=_numbers,
@@ -484,13 +486,17 @@ _numbers = st.one_of(
     ended=_times,
     ring=st.floats(allow_nan=True, allow_infinity=True),
     vm=st.booleans(),
-    lag=st.floats(min_value=-3600, max_value=3 * 86400),
-    history=st.builds(
-        History,
-        opted_out=st.booleans(),
-        pending_textback=st.booleans(),
-        texts_to_number_24h=st.integers(0, 5),
-        texts_global_1h=st.integers(0, 200),
+    lag=st.one_of(st.floats(min_value=0, max_value=600), st.floats(min_value=-3600, max_value=3 * 86400)),
+    history=st.one_of(
+        st.just(History()),
+        st.builds(
+            History,
+            opted_out=st.booleans(),
+            pending_textback=st.booleans(),
+            last_answered_contact_at=st.none() | _times,
+            texts_to_number_24h=st.integers(0, 5),
+            texts_global_1h=st.integers(0, 200),
+        ),
     ),
 )
 def test_decide_never_raises(direction, outcome, caller, caller_raw, caller_name, did, started, ended, ring, vm, lag, history) -> None:
@@ -539,3 +545,30 @@ def test_no_opening_hours_configured() -> None:
     d = decide(night, History(), config, at(night))
     assert isinstance(d, TextDecision)
     assert (d.template, d.send_at) == ("missed", ny(2026, 11, 30, 8, 0))
+
+
+def test_destination_is_the_number_texted() -> None:
+    """destination() names the number whose history decide() needs, even when only caller_raw has it."""
+    assert destination(call(caller="", caller_raw="(212) 555-0101"), CONFIG) == CALLER
+    assert destination(call(caller="0012125550101"), CONFIG) == CALLER
+    assert destination(call(caller="anonymous", caller_raw="anonymous"), CONFIG) == ""
+    assert destination(call(caller="+19005550123"), CONFIG) == ""
+    c = call(caller="", caller_raw="2125550101")
+    assert decide(c, History(pending_textback=True), CONFIG, at(c)) == SkipDecision("duplicate")
+
+
+def test_readme_policy_example_parses() -> None:
+    """The [policy]/[messages]/[[lines]] example in the README is a valid configuration."""
+    import pathlib
+    import re
+    import tomllib
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("<!-- section: policy -->") :]
+    data = tomllib.loads(re.search(r"```toml\n(.*?)```", section, re.S).group(1))
+    data["business"] = {"name": "Apex", "timezone": "America/New_York"}
+    data["senders"] = [{"name": "modem1", "kind": "modem", "device": "/dev/ttyUSB0"}]
+    config = parse(data)
+    assert config.policy.block == ("+12125550199", "+1876*")
+    d = decide(call(did="+12125550150", caller_name="SMITH,JOHN"), History(), config, at(call()))
+    assert isinstance(d, TextDecision) and d.text.startswith("Apex Dental here, sorry we missed you John!")

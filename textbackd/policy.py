@@ -328,13 +328,23 @@ def _call_checks(call: Call, line: LineConfig | None, config: Config, now: datet
     return None
 
 
-def _number_checks(call: Call, config: Config, history: History) -> tuple[str | None, str, str]:
-    """(reason or None, detail, e164)."""
-    region = config.business.default_region
+def _caller_id(call: Call) -> str:
+    """``call.caller``, or ``caller_raw`` when the tracker left the caller empty or withheld but the raw ID is not."""
     raw = call.caller if call.caller.strip() else call.caller_raw
     if numbers.is_withheld(raw) and not numbers.is_withheld(call.caller_raw):
         raw = call.caller_raw
-    reason, e164, number_region = _lookup(raw, region)
+    return raw
+
+
+def destination(call: Call, config: Config) -> str:
+    """The E.164 number a text-back for ``call`` would go to, or ``""``: the number to read ``History`` for."""
+    reason, e164, _ = _lookup(_caller_id(call), config.business.default_region)
+    return "" if reason else e164
+
+
+def _number_checks(call: Call, config: Config, history: History) -> tuple[str | None, str, str]:
+    """(reason or None, detail, e164)."""
+    reason, e164, number_region = _lookup(_caller_id(call), config.business.default_region)
     if reason:
         return reason, "", ""
     prepared = _prepare(config)
