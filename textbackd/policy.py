@@ -23,7 +23,7 @@ The checks run in this order; the first that fails names the skip:
    ``blocked``, ``not_allowed`` (an allow list is set and the number is not on it),
    ``opted_out``.
 3. The history: ``answered_callback`` (an answered call with the number after
-   this one ended), ``duplicate`` (a text-back is already scheduled or in
+   this one ended, or one up right now), ``duplicate`` (a text-back is already scheduled or in
    flight, or one was sent within ``dedupe_hours``), ``conversation_open`` (the
    number texted us within ``CONVERSATION_HOURS``), ``cap_number``,
    ``cap_prefix``, ``cap_global``.
@@ -107,6 +107,10 @@ class History:
     last_answered_contact_at: datetime | None = None
     """When the latest answered call with this number was answered: the number called in and a human
     answered, or the office called it and it picked up."""
+
+    answered_call_active: bool = False
+    """A call with this number is up right now and a person answered it (known to the tracker before
+    the call ends and reaches the store). Counts as an answered callback."""
 
     texts_to_number_24h: int = 0
     """Text-backs to this number created in the 24 hours before ``now``, in any state but
@@ -361,9 +365,14 @@ def _number_checks(call: Call, config: Config, history: History) -> tuple[str | 
     return None, "", e164
 
 
+def _answered_since(history: History, ended: datetime) -> bool:
+    last = history.last_answered_contact_at
+    return history.answered_call_active or (last is not None and _aware(last) > ended)
+
+
 def _history_checks(ended: datetime, history: History, config: Config, now: datetime) -> str | None:
     p = config.policy
-    if history.last_answered_contact_at is not None and _aware(history.last_answered_contact_at) > ended:
+    if _answered_since(history, ended):
         return "answered_callback"
     if history.pending_textback or _dedupe_hit(history.last_textback_at, now, p.dedupe_hours):
         return "duplicate"
@@ -439,7 +448,7 @@ def recheck(pending: Pending, history: History, config: Config, now: datetime) -
         return "opted_out"
     if _matches(pending.to, _prepare(config).block):
         return "blocked"
-    if history.last_answered_contact_at is not None and _aware(history.last_answered_contact_at) > ended:
+    if _answered_since(history, ended):
         return "answered_callback"
     if history.last_inbound_text_at is not None and _aware(history.last_inbound_text_at) > ended:
         return "conversation_open"
