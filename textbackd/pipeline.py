@@ -87,10 +87,8 @@ class Pipeline:
         if not self.store.record_call(call, now=now):
             return Outcome(call, False, None, None)
         key = call_key(call)
-        from textbackd.numbers import normalize
-
-        to = normalize(call.caller, self.config.business.default_region)
-        hist = history(self.store, to, now)
+        to = policy.destination(call, self.config)  # the number decide() would text, or ""
+        hist = history(self.store, to, now) if to else policy.History()
         decision = policy.decide(call, hist, self.config, _dt(now))
         if isinstance(decision, policy.TextDecision):
             expires = call.ended.timestamp() + self.config.policy.max_age_minutes * 60
@@ -114,7 +112,7 @@ class Pipeline:
             )
         else:
             mid = self.store.add_message(
-                to=to or call.caller_raw,
+                to=to or call.caller_raw or call.caller,
                 kind=TEXTBACK,
                 state=MessageState.SKIPPED,
                 now=now,
