@@ -8,11 +8,15 @@ import socket
 import time
 
 import pytest
+from aiohttp import web
 from pytest_httpserver import HTTPServer
 
 from textbackd import config as config_mod
 from textbackd.errors import PermanentSendError, SenderUnavailableError, TemporarySendError
+from textbackd.model import MessageState
+from textbackd.outbox import Outbox
 from textbackd.senders import NullSink, build_sender
+from textbackd.store import Store
 from textbackd.sms_gateways.http import HttpSender, json_path, render
 
 API_KEY = "key-6a5b4c3d2e1f"
@@ -113,16 +117,68 @@ async def test_forbidden_means_unavailable_and_hides_headers(httpserver: HTTPSer
     assert API_KEY not in str(ei.value) and "403" in str(ei.value)
 
 
-async def test_connection_refused_is_unavailable():
-    """Nothing listening at the URL: SenderUnavailableError before anything was sent."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg = make_config(f"http://127.0.0.1:{port}/send")
-    sender = HttpSender(cfg.sender("gw"), cfg)
-    with pytest.raises(SenderUnavailableError):
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("kind", ["http", "kannel", "twilio"])
+async def test_connection_refused_is_unavailable(kind: str):
+    """For every gateway kind, nothing listening means SenderUnavailableError (temporary) and healthy() false."""
+    base = f"http://127.0.0.1:{free_port()}"
+    sender_cfg = {
+        "http": {"url": base + "/send", "body": {"to": "{to}"}},
+        "kannel": {"url": base + "/cgi-bin/sendsms", "username": "u", "password": "kannel-pw-11"},
+        "twilio": {"api_base": base, "account_sid": "AC1", "auth_token": "tw-token-22", "from": "+12125550100"},
+    }[kind]
+    cfg = config_mod.parse({"business": {"name": "Test Dental"}, "senders": [{"name": "x", "kind": kind, **sender_cfg}]})
+    sender = build_sender("x", cfg)
+    with pytest.raises(SenderUnavailableError) as ei:
         await sender.send("+12125550101", "Hi")
     await sender.close()
+    assert isinstance(ei.value, TemporarySendError)
+    assert base.removeprefix("http://") in str(ei.value)
+    assert "kannel-pw-11" not in str(ei.value) and "tw-token-22" not in str(ei.value)
+    assert not sender.healthy()
+
+
+async def test_gateway_outage_delays_a_text_without_losing_it(tmp_path):
+    """Through the real outbox: refused while the gateway is down, the text waits and goes out once it is back."""
+    port = free_port()
+    cfg = make_config(f"http://127.0.0.1:{port}/send", message_id_path="id")
+    sender = build_sender("gw", cfg)
+    store = Store(tmp_path / "t.db")
+    now = [1000.0]
+    box = Outbox(store, [sender], clock=lambda: now[0])
+    mid = store.add_message(to="+12125550101", kind="textback", state=MessageState.SCHEDULED, now=now[0],
+                            send_at=now[0], text="Sorry we missed your call")
+    runner = None
+    try:
+        await box.process_due()
+        waiting = store.message(mid)
+        assert waiting.state is MessageState.SCHEDULED
+        got: list[dict] = []
+
+        async def gateway(request: web.Request) -> web.Response:
+            got.append(dict(await request.post()))
+            return web.json_response({"id": "gw-1"})
+
+        app = web.Application()
+        app.router.add_post("/send", gateway)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        now[0] += 24 * 3600
+        await box.process_due()
+        sent = store.message(mid)
+        assert sent.state is MessageState.SENT and sent.refs == ("gw-1",)
+        assert got == [{"to": "+12125550101", "text": "Sorry we missed your call", "sender": "+12125550100"}]
+    finally:
+        await sender.close()
+        if runner is not None:
+            await runner.cleanup()
+        store.close()
 
 
 def test_render_and_json_path():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 import threading
 
 import pytest
@@ -155,20 +154,6 @@ async def test_timeout_after_request_left_is_unknown(httpserver: HTTPServer):
     finally:
         done.set()
     assert "may have gone out" in str(ei.value)
-
-
-async def test_connection_refused_is_sender_unavailable():
-    """Nothing listening: SenderUnavailableError, which is temporary."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg = make_config(f"http://127.0.0.1:{port}")
-    sender = TwilioSender(cfg.sender("tw"), cfg)
-    with pytest.raises(SenderUnavailableError) as ei:
-        await sender.send("+12125550101", "Hi")
-    await sender.close()
-    assert isinstance(ei.value, TemporarySendError)
-    assert f"127.0.0.1:{port}" in str(ei.value)
 
 
 async def test_no_secret_in_logs_errors_or_repr(httpserver: HTTPServer):
