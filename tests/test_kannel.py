@@ -284,3 +284,39 @@ def test_kannel_answers_health_check(kannel: Kannel):
     with pytest.raises(urllib.error.HTTPError) as ei:
         urllib.request.urlopen(f"http://127.0.0.1:{kannel.ports['sendsms']}/cgi-bin/sendsms", timeout=5)
     assert ei.value.code in (400, 403)
+
+
+async def test_outbox_store_and_conversations_through_kannel(kannel: Kannel, tmp_path):
+    """End to end with the real outbox and store: sent, delivered by Kannel's report, and the reply recorded."""
+    from textbackd.conversations import Conversations
+    from textbackd.model import MessageState
+    from textbackd.outbox import Outbox
+    from textbackd.store import Store
+
+    cfg = make_config(kannel)
+    store = Store(tmp_path / "t.db")
+    sender = build_sender("kan", cfg)
+    box = Outbox(store, [sender])
+    conversations = Conversations(store, cfg, wake_outbox=box.wake)
+    listener = Listener(cfg, conversations, [sender])
+    await listener.start()
+    await sender.start(conversations)
+    smsc = FakeSmsc(kannel)
+    try:
+        now = time.time()
+        mid = store.add_message(to="+12125550111", kind="textback", state=MessageState.SCHEDULED, now=now,
+                                send_at=now, text="Sorry we missed your call. Reply here!")
+        await box.process_due()
+        assert store.message(mid).state in (MessageState.SENT, MessageState.DELIVERED)
+        await until(lambda: store.message(mid).state is MessageState.DELIVERED, "the text delivered", kannel)
+        got = await until(smsc.received, "the text at the SMSC", kannel)
+        assert got == [("12125550100", "+12125550111", "Sorry we missed your call. Reply here!")]
+        smsc.inject("12125550111 12125550100 text Tuesday 10am works")
+        await until(lambda: store.incoming(number="+12125550111"), "the reply in the store", kannel)
+        [row] = store.incoming(number="+12125550111")
+        assert (row["sender"], row["text"]) == ("kan", "Tuesday 10am works")
+    finally:
+        smsc.close()
+        await sender.close()
+        await listener.stop()
+        store.close()
