@@ -12,7 +12,7 @@ complete AMI messages. Rules:
 * The banner line (``Asterisk Call Manager/11.0.0``) that opens each session is
   recognised and kept in ``banner``; call ``reset()`` for a new session.
 * A frame longer than ``max_frame_bytes`` is dropped up to the next empty line;
-  a frame without ``Event:`` or ``Response:`` is dropped; lines that are not
+  a frame without ``Event:``, ``Response:`` or ``Action:`` is dropped; lines that are not
   ``Key: Value`` are dropped from an otherwise good frame. Each drop is counted
   (``skipped_frames``, ``skipped_lines``) and logged (rate-limited). The parser
   never raises on garbage.
@@ -173,7 +173,7 @@ class AmiParser:
                 self.skipped_lines += bad
                 if ev:
                     self._problem("malformed_lines", lines=bad, count_as_frame=False)
-        if "Event" not in ev and "Response" not in ev:
+        if "Event" not in ev and "Response" not in ev and "Action" not in ev:
             self._problem("not_a_message", size=len(raw))
             return None
         self.frames += 1
