@@ -39,6 +39,7 @@ Outcome (decided when the a-leg and any loopback legs have hung up):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ EVENTS = (
     "HEARTBEAT",
 )
 CUSTOM_SUBCLASSES = ("vm::maintenance", "callcenter::info", "fifo::info", "menu::enter")
+# not a FreeSWITCH event: the client hands the reply to `show channels as json` after each
+# (re)connect to the tracker as this event, with the JSON in `_body`, so a resync needs no side channel
+SNAPSHOT_EVENT = "TEXTBACKD_CHANNELS_SNAPSHOT"
 
 TRUNK_PROFILES = ("external",)
 _TRUNK_NAME = re.compile(r"^sofia/(external|gateway)/")
@@ -142,6 +146,17 @@ class _Open:
     notes: list[str] = field(default_factory=list)
 
 
+def snapshot_rows(body: str) -> list[Mapping[str, str]]:
+    """The rows of a ``show channels as json`` reply (``{"row_count": 0}`` has none); [] when unreadable."""
+    try:
+        data = json.loads(body) if body.strip() else {}
+    except ValueError:
+        log.warning("fs_snapshot_unreadable", size=len(body))
+        return []
+    rows = data.get("rows") if isinstance(data, dict) else None
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
 def _leg_name(event: Mapping[str, str]) -> str:
     """The extension / agent a b-leg rang: dialed_user, the callcenter agent, else the destination."""
     for k in ("variable_dialed_user", "variable_cc_agent", "Caller-Callee-ID-Number", "Caller-Destination-Number"):
@@ -205,6 +220,12 @@ class FsTracker:
             return []
         if name == "CHANNEL_DESTROY":
             return self._destroy(event, at)
+        if name == SNAPSHOT_EVENT:
+            try:
+                since = float(event.get("Session-Start") or at)
+            except ValueError:
+                since = at
+            return self.resync(snapshot_rows(event.get("_body", "")), at, since=since)
         return []
 
     def expire(self, now: float) -> list[Call]:
@@ -229,19 +250,21 @@ class FsTracker:
 
     # ------------------------------------------------------------------ resync
 
-    def resync(self, rows: Iterable[Mapping[str, str]], now: float) -> list[Call]:
+    def resync(self, rows: Iterable[Mapping[str, str]], now: float, *, since: float | None = None) -> list[Call]:
         """Reconcile with ``show channels as json`` rows after a reconnect.
 
         Open calls whose a-leg is gone ended while we could not see them:
         they are closed now (``answered`` if a human had answered, else
         ``unknown``). Channels we did not know are adopted: a-legs become open
-        calls, other legs are tied to their ``call_uuid``.
+        calls, other legs are tied to their ``call_uuid``. Calls with an event
+        at or after ``since`` (the new session's start) are left alone: their
+        own events arrive on the new session.
         """
         rows = [r for r in rows if isinstance(r, Mapping) and r.get("uuid")]
         present = {str(r["uuid"]) for r in rows}
         out: list[Call] = []
         for uuid, c in list(self._calls.items()):
-            if uuid not in present and c.hangup is None:
+            if uuid not in present and c.hangup is None and (since is None or c.last_at < since):
                 c.notes.append("ended_while_disconnected")
                 out.append(self._finish(c, now, unknown=c.answered_at is None))
         for r in rows:
