@@ -20,13 +20,13 @@ TOKEN = "tok-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 PATH = f"/2010-04-01/Accounts/{SID}/Messages.json"
 
 
-def make_config(api_base: str, **extra: object) -> config_mod.Config:
+def make_config(api_base: str, public_url: str = "https://hooks.example.test", **extra: object) -> config_mod.Config:
     sender = {"name": "tw", "kind": "twilio", "account_sid": SID, "auth_token": TOKEN,
               "from": "+12125550100", "api_base": api_base, "timeout": 0.5, **extra}
     return config_mod.parse({
         "business": {"name": "Test Dental"},
         "senders": [sender],
-        "http": {"listen": "127.0.0.1:8025", "public_url": "https://hooks.example.test", "secret": "s3cret-hook"},
+        "http": {"listen": "127.0.0.1:8025", "public_url": public_url, "secret": "s3cret-hook"},
     })
 
 
@@ -80,6 +80,22 @@ async def test_messaging_service_sid_and_segments_from_twilio(httpserver: HTTPSe
     _, result = await send(httpserver, "Привет 😀", **{"from": "", "messaging_service_sid": "MG00000000000000000000000000000001"})
     httpserver.check_assertions()
     assert (result.segments, result.encoding) == (2, "ucs2")
+
+
+async def test_no_status_callback_without_public_url(httpserver: HTTPServer):
+    """Without http.public_url Twilio could not reach us, so no StatusCallback is sent."""
+    httpserver.expect_oneshot_request(
+        PATH, method="POST", data=b"To=%2B12125550101&From=%2B12125550100&Body=Hi",
+    ).respond_with_json(message_json(), status=201)
+    cfg = make_config(httpserver.url_for("/").rstrip("/"), public_url="")
+    sender = TwilioSender(cfg.sender("tw"), cfg)
+    with structlog.testing.capture_logs() as logs:
+        await sender.start(NullSink())
+        result = await sender.send("+12125550101", "Hi")
+    await sender.close()
+    httpserver.check_assertions()
+    assert result.references == ("SM1a2b3c4d5e6f70819203a4b5c6d7e8f9",)
+    assert "twilio_no_status_callback" in [e["event"] for e in logs]
 
 
 async def test_invalid_to_is_permanent_in_plain_words(httpserver: HTTPServer):

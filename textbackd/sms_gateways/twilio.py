@@ -25,6 +25,7 @@ import structlog
 from textbackd.errors import UnknownSendError
 from textbackd.model import DeliveryReport, SendResult
 from textbackd.numbers import mask
+from textbackd.senders import InboundSink
 from textbackd.sms import analyze
 from textbackd.sms_gateways.base import HttpGateway, Response, scrub
 
@@ -133,8 +134,17 @@ class TwilioSender(HttpGateway):
         return f"{sc.api_base.rstrip('/')}/2010-04-01/Accounts/{quote(sc.account_sid, safe='')}/Messages.json"
 
     @property
-    def status_callback(self) -> str:
+    def status_callback(self) -> str | None:
+        """Our StatusCallback URL; None without ``http.public_url`` (Twilio cannot reach a local address)."""
+        if not self.config.http.public_url:
+            return None
         return f"{self.config.http.base_url}/twilio/{quote(self.name)}/status"
+
+    async def start(self, sink: InboundSink) -> None:
+        await super().start(sink)
+        if self.status_callback is None:
+            log.warning("twilio_no_status_callback", sender=self.name,
+                        effect="no delivery reports: set http.public_url to the URL Twilio can reach")
 
     def form(self, to: str, text: str) -> list[tuple[str, str]]:
         sc = self.sender_config
@@ -143,7 +153,9 @@ class TwilioSender(HttpGateway):
             f.append(("From", sc.from_))
         if sc.messaging_service_sid:
             f.append(("MessagingServiceSid", sc.messaging_service_sid))
-        f += [("Body", text), ("StatusCallback", self.status_callback)]
+        f.append(("Body", text))
+        if self.status_callback:
+            f.append(("StatusCallback", self.status_callback))
         return f
 
     async def send(self, to: str, text: str) -> SendResult:
