@@ -166,7 +166,7 @@ class AmiClient:
         self._writer = writer
         previous_event_at = self.last_event_at
         self._ping_pending = None
-        self._booted = asyncio.Event()
+        booted = self._booted = asyncio.Event()
         self.parser.reset()
         self.sessions += 1
         if self.sessions > 1:
@@ -184,7 +184,7 @@ class AmiClient:
             )
             if login.get("Response") != "Success":
                 raise PbxAuthError(f"AMI {host}:{port}: login refused: {login.get('Message', 'no reason given')}")
-            await self._until(self._booted.wait(), reading, max(self.pbx.connect_timeout, 30.0), "FullyBooted")
+            await self._until(booted.wait(), reading, max(self.pbx.connect_timeout, 30.0), "FullyBooted")
             self.connected = True
             now = self.clock()
             gap = None if previous_event_at is None else round(now - previous_event_at, 3)
@@ -261,16 +261,19 @@ class AmiClient:
             if not msgs:
                 continue
             at = clock()
+            booted = self._booted
             for msg in msgs:
                 if "Event" in msg:
                     self.last_event_at = at
-                    if msg["Event"] == "FullyBooted" and self._booted is not None:
-                        self._booted.set()
+                    if booted is not None and msg["Event"] == "FullyBooted":
+                        booted.set()
+                        booted = self._booted = None
                     try:
                         await on_event(msg, at)
                     except Exception:  # noqa: BLE001 - a handler bug must not end the session
                         self.handler_errors += 1
-                        log.exception("ami.handler_failed", ami_event=msg.get("Event"))
+                        if self.handler_errors <= 10 or self.handler_errors % 1000 == 0:
+                            log.exception("ami.handler_failed", ami_event=msg.get("Event"), errors=self.handler_errors)
                 else:
                     self._response(msg)
 

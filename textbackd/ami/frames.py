@@ -129,14 +129,29 @@ class AmiParser:
         else:
             self._buf = tail
         select = self.select
+        limit = self.max_frame_bytes
+        ignored = 0
         for raw in parts:
-            if raw:
-                if select is not None and not select(raw):
-                    self.ignored += 1
-                    continue
-                ev = self._frame(raw)
-                if ev is not None:
-                    out.append(ev)
+            if not raw:
+                continue
+            if select is not None and not select(raw):
+                ignored += 1
+                continue
+            if raw[0] != 10 and len(raw) <= limit:
+                # fast path: a well-formed frame ("Key: Value" on every line)
+                try:
+                    ev = dict([line.split(": ", 1) for line in raw.decode("utf-8", "replace").split("\n")])  # type: ignore[misc]
+                except ValueError:
+                    ev = None
+                else:
+                    if "Event" in ev or "Response" in ev or "Action" in ev:
+                        out.append(ev)
+                        self.frames += 1
+                        continue
+            ev = self._frame(raw)
+            if ev is not None:
+                out.append(ev)
+        self.ignored += ignored
         if len(self._buf) > self.max_frame_bytes:
             self._overflow()
         return out

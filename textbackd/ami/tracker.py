@@ -108,6 +108,7 @@ _WANTED = frozenset(
         b"AttendedTransfer",
     }
 )
+_WANTED_LINES = frozenset(b"Event: " + name for name in _WANTED)
 _WANTED_APPS = frozenset(a.encode() for a in _STAGE_APPS)
 _WANTED_VARS = frozenset(v.encode() for v in _VARS)
 
@@ -133,25 +134,23 @@ def wants_frame(raw: bytes) -> bool:
     (``CEL``, most ``VarSet``/``Newexten``, ``Cdr``...) is never decoded.
     Responses and unknown shapes are always wanted.
     """
-    if not raw.startswith(b"Event: "):
-        return True
     nl = raw.find(b"\n")
-    name = raw[7:nl] if nl > 0 else raw[7:]
-    if name in _WANTED:
+    first = raw[:nl] if nl > 0 else raw
+    if first in _WANTED_LINES:
         return True
-    if name == b"Newexten":
-        i = raw.find(b"\nApplication: ")
-        if i < 0:
-            return False
-        j = raw.find(b"\n", i + 14)
-        return raw[i + 14 : j if j > 0 else None] in _WANTED_APPS
-    if name == b"VarSet":
+    if first == b"Event: VarSet":
         i = raw.find(b"\nVariable: ")
         if i < 0:
             return False
         j = raw.find(b"\n", i + 11)
         return raw[i + 11 : j if j > 0 else None] in _WANTED_VARS
-    return False
+    if first == b"Event: Newexten":
+        i = raw.find(b"\nApplication: ")
+        if i < 0:
+            return False
+        j = raw.find(b"\n", i + 14)
+        return raw[i + 14 : j if j > 0 else None] in _WANTED_APPS
+    return not first.startswith(b"Event: ")
 
 
 class _Chan:
