@@ -127,6 +127,16 @@ _RECENT_MAX = 4096
 _SWEEP_EVERY = 60.0
 
 
+def _field(raw: bytes, key: bytes) -> bytes:
+    """The value of ``key`` (``b"\\nName: "``) in a raw frame, or b""."""
+    i = raw.find(key)
+    if i < 0:
+        return b""
+    i += len(key)
+    j = raw.find(b"\n", i)
+    return raw[i : j if j > 0 else None]
+
+
 def wants_frame(raw: bytes) -> bool:
     """Cheap test on a raw frame (LF line ends): may ``AmiTracker.feed`` care about it?
 
@@ -139,17 +149,9 @@ def wants_frame(raw: bytes) -> bool:
     if first in _WANTED_LINES:
         return True
     if first == b"Event: VarSet":
-        i = raw.find(b"\nVariable: ")
-        if i < 0:
-            return False
-        j = raw.find(b"\n", i + 11)
-        return raw[i + 11 : j if j > 0 else None] in _WANTED_VARS
+        return _field(raw, b"\nVariable: ") in _WANTED_VARS
     if first == b"Event: Newexten":
-        i = raw.find(b"\nApplication: ")
-        if i < 0:
-            return False
-        j = raw.find(b"\n", i + 14)
-        return raw[i + 14 : j if j > 0 else None] in _WANTED_APPS
+        return _field(raw, b"\nApplication: ") in _WANTED_APPS
     return not first.startswith(b"Event: ")
 
 
