@@ -107,25 +107,39 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def kannel(tmp_path_factory: pytest.TempPathFactory):
-    d = tmp_path_factory.mktemp("kannel")
+    failures = []
+    for _attempt in range(3):  # a free port can be taken by another process before the boxes bind it
+        k = start_kannel(tmp_path_factory.mktemp("kannel"))
+        try:
+            wait_port(k.ports["smsbox"], k)
+            k.procs.append(start_box(k, "smsbox", SMSBOX))
+            wait_port(k.ports["sendsms"], k)
+        except AssertionError as e:
+            failures.append(str(e))
+            for p in reversed(k.procs):
+                stop(p)
+            continue
+        try:
+            yield k
+        finally:
+            for p in reversed(k.procs):
+                stop(p)
+        return
+    raise AssertionError("Kannel did not start three times:\n" + "\n".join(failures))
+
+
+def start_box(k: Kannel, name: str, binary: str) -> subprocess.Popen:
+    with open(k.dir / f"{name}.log", "wb") as log:
+        return subprocess.Popen([binary, "-v", "1", str(k.dir / "kannel.conf")], stdout=log,
+                                stderr=subprocess.STDOUT, cwd=k.dir)
+
+
+def start_kannel(d: Path) -> Kannel:
     ports = {k: free_port() for k in ("admin", "smsbox", "fake", "sendsms", "listener")}
-    (d / "kannel.conf").write_text(
-        KANNEL_CONF.format(**ports, password=KANNEL_PASSWORD, secret=HOOK_SECRET)
-    )
+    (d / "kannel.conf").write_text(KANNEL_CONF.format(**ports, password=KANNEL_PASSWORD, secret=HOOK_SECRET))
     k = Kannel(d, ports)
-    try:
-        for name, binary in (("bearerbox", BEARERBOX), ("smsbox", SMSBOX)):
-            log = open(d / f"{name}.log", "wb")
-            k.procs.append(subprocess.Popen([binary, "-v", "1", str(d / "kannel.conf")], stdout=log,
-                                            stderr=subprocess.STDOUT, cwd=d))
-            log.close()
-            if name == "bearerbox":
-                wait_port(ports["smsbox"], k)
-        wait_port(ports["sendsms"], k)
-        yield k
-    finally:
-        for p in reversed(k.procs):
-            stop(p)
+    k.procs.append(start_box(k, "bearerbox", BEARERBOX))
+    return k
 
 
 def wait_port(port: int, k: Kannel, limit: float = 20.0) -> None:
