@@ -114,11 +114,10 @@ async def test_disconnect_then_second_session_resumes_and_resyncs(config: Config
     """The busy hour in event json, cut after 300 events: the client reconnects, resubscribes, and all 46 calls come out right."""
     want = labels("18-busy-hour")
     async with EslReplayServer(busy_hour, drop_after=300) as srv, Harness(config, srv.port, event_format="json") as h:
-        await until(lambda: len(h.calls) == len(want))
+        await until(lambda: len(h.calls) == len(want) and "TEXTBACKD_CHANNELS_SNAPSHOT" in h.events)
         assert srv.sessions == 2 and srv.logins == 2 and h.client.reconnects == 1
         assert srv.commands.count(subscription("json")) == 2
         assert srv.commands[-3:] == ["auth", subscription("json"), "api show channels as json"]
-        assert h.events.count("TEXTBACKD_CHANNELS_SNAPSHOT") >= 1  # the first may be cut off by the drop
     got = {c.id: c for c in h.calls}
     assert set(got) == set(want)
     for uuid, lab in want.items():
@@ -132,7 +131,7 @@ async def test_dead_link_is_detected_and_replaced(config: Config, busy: list) ->
     async with EslReplayServer(busy, silent_after=3) as srv, Harness(config, srv.port, ping_interval=0.2) as h:
         await until(lambda: len(h.calls) == 1)
         assert "api status" in srv.commands
-        assert srv.sessions == 2 and h.client.reconnects >= 1
+        assert srv.sessions >= 2 and h.client.reconnects >= 1
         assert str(h.calls[0].outcome) == "busy"
 
 

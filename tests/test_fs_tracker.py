@@ -253,7 +253,7 @@ def test_expire_flush_and_destroy_close_calls(config: Config) -> None:
 
 
 def test_resync_closes_vanished_calls_and_adopts_unknown_ones(config: Config) -> None:
-    """After a reconnect, ``show channels`` rows close calls that ended unseen and adopt calls that began unseen."""
+    """After a reconnect, ``show channels`` rows close calls that ended unseen (after a grace) and adopt calls that began unseen."""
     tracker = FsTracker(config)
     run(tracker, [trunk_create("gone"), trunk_create("stays", caller="+12125550125")], t0=1000.0)
     rows = [
@@ -270,7 +270,9 @@ def test_resync_closes_vanished_calls_and_adopts_unknown_ones(config: Config) ->
         },
         {"uuid": "newb", "call_uuid": "new1", "direction": "outbound", "name": "sofia/internal/1002@x"},
     ]
-    (closed,) = tracker.resync(rows, 1200.0)
+    assert tracker.resync(rows, 1200.0) == []  # its hangup may still be on the way
+    assert tracker.expire(1210.0) == []
+    (closed,) = tracker.expire(1231.0)
     assert closed.id == "gone" and closed.outcome is Outcome.UNKNOWN
     assert "ended_while_disconnected" in closed.notes
     assert tracker.open_calls == 2
@@ -278,6 +280,16 @@ def test_resync_closes_vanished_calls_and_adopts_unknown_ones(config: Config) ->
     (adopted,) = tracker.feed(hangup("new1"), 1300.0)
     assert adopted.outcome is Outcome.ANSWERED and adopted.caller == "+12125550126" and adopted.did == "5550101"
     assert adopted.direction is Direction.INBOUND
+
+
+def test_call_missing_from_resync_whose_hangup_arrives_late_keeps_its_outcome(config: Config) -> None:
+    """A call absent from the snapshot whose hangup then arrives is finished normally, not as unknown."""
+    tracker = FsTracker(config)
+    run(tracker, [trunk_create(), ev("CHANNEL_EXECUTE", A, Application="bridge", Application__Data="user/1001")], t0=1000.0)
+    assert tracker.resync([], 1100.0, since=1090.0) == []
+    (c,) = tracker.feed(hangup(A, "ORIGINATOR_CANCEL"), 1101.0)
+    assert c.outcome is Outcome.CALLER_CANCEL
+    assert tracker.expire(1200.0) == []
 
 
 def test_events_of_unknown_legs_and_late_events_are_ignored(config: Config) -> None:

@@ -232,7 +232,9 @@ class PlainEvent(Mapping[str, str]):
     __slots__ = ("_text", "_cache", "_full")
 
     def __init__(self, head: str, inner_body: str | None = None) -> None:
-        self._text = "\n" + head.replace("\r\n", "\n") + "\n"
+        if "\r" in head:
+            head = head.replace("\r\n", "\n")
+        self._text = "\n" + head + "\n"
         self._cache: dict[str, str] = {}
         self._full: dict[str, str] | None = None
         if inner_body is not None:
@@ -300,10 +302,13 @@ class PlainEvent(Mapping[str, str]):
 
 def parse_plain_event(body: bytes) -> PlainEvent:
     """The body of a ``text/event-plain`` frame: headers, then an inner body after ``Content-Length``."""
-    head, sep, rest = body.partition(b"\n\n")
-    text = head.decode("utf-8", "replace")
+    end = body.find(b"\n\n")
+    if end < 0:
+        end = len(body)
+    text = body[:end].decode("utf-8", "replace")
     inner: str | None = None
-    if sep and rest:
+    if end + 2 < len(body):
+        rest = body[end + 2 :]
         ev = PlainEvent(text)
         n_raw = ev.get("Content-Length")
         try:

@@ -99,6 +99,8 @@ _UNAVAILABLE = {
 }
 _NOT_EVIDENCE = {"LOSE_RACE", "PICKED_OFF", "", "NONE", "SUCCESS", "NORMAL_CLEARING", "NORMAL_UNSPECIFIED"}
 
+RESYNC_GRACE = 30.0  # seconds a call missing from a resync may still get its own hangup
+
 RING, VOICEMAIL, QUEUE, IVR = "ring", "voicemail", "queue", "ivr"
 
 
@@ -181,6 +183,7 @@ class FsTracker:
         self._leg_call: dict[str, str] = {}  # any leg uuid → a-leg uuid
         self._leg_info: dict[str, tuple[str, str]] = {}  # leg uuid → (channel name, who)
         self._pending_loopback: dict[str, str] = {}  # loopback twin uuid → loopback uuid waiting for it
+        self._missing: dict[str, float] = {}  # a-legs absent from the last resync → when
         self._done: dict[str, float] = {}  # recently finished a-legs → when (late events are ignored)
         self.events = 0
 
@@ -230,6 +233,14 @@ class FsTracker:
 
     def expire(self, now: float) -> list[Call]:
         out = []
+        for uuid, since in list(self._missing.items()):
+            c = self._calls.get(uuid)
+            if c is None or c.last_at > since:
+                del self._missing[uuid]
+            elif now - since >= RESYNC_GRACE:
+                del self._missing[uuid]
+                c.notes.append("ended_while_disconnected")
+                out.append(self._finish(c, now, unknown=c.answered_at is None))
         for uuid, c in list(self._calls.items()):
             if now - c.last_at > self._expiry:
                 c.notes.append("expired")
@@ -253,20 +264,21 @@ class FsTracker:
     def resync(self, rows: Iterable[Mapping[str, str]], now: float, *, since: float | None = None) -> list[Call]:
         """Reconcile with ``show channels as json`` rows after a reconnect.
 
-        Open calls whose a-leg is gone ended while we could not see them:
-        they are closed now (``answered`` if a human had answered, else
-        ``unknown``). Channels we did not know are adopted: a-legs become open
-        calls, other legs are tied to their ``call_uuid``. Calls with an event
-        at or after ``since`` (the new session's start) are left alone: their
-        own events arrive on the new session.
+        Open calls whose a-leg is missing ended while we could not see them.
+        Their hangup may still be on its way (FreeSWITCH can answer the
+        ``api`` before it has flushed events queued earlier), so they are only
+        marked: an event for them clears the mark, and ``expire`` closes them
+        ``RESYNC_GRACE`` seconds later (``answered`` if a human had answered,
+        else ``unknown``). Channels we did not know are adopted: a-legs become
+        open calls, other legs are tied to their ``call_uuid``. Calls with an
+        event at or after ``since`` (the new session's start) are left alone.
         """
         rows = [r for r in rows if isinstance(r, Mapping) and r.get("uuid")]
         present = {str(r["uuid"]) for r in rows}
         out: list[Call] = []
         for uuid, c in list(self._calls.items()):
             if uuid not in present and c.hangup is None and (since is None or c.last_at < since):
-                c.notes.append("ended_while_disconnected")
-                out.append(self._finish(c, now, unknown=c.answered_at is None))
+                self._missing[uuid] = now
         for r in rows:
             uuid = str(r["uuid"])
             if uuid in self._leg_call or uuid in self._calls:
