@@ -67,6 +67,18 @@ async def test_json_post_with_message_id_path(httpserver: HTTPServer):
     assert result.encoding == "ucs2"
 
 
+async def test_api_key_from_the_password_secret(httpserver: HTTPServer):
+    """{password} in a header takes the sender's password secret, which no repr or error shows."""
+    httpserver.expect_request("/send", headers={"Authorization": f"Bearer {API_KEY}"}).respond_with_data("no", status=400)
+    cfg = make_config(httpserver.url_for("/send"), password=API_KEY, headers={"Authorization": "Bearer {password}"})
+    sender = HttpSender(cfg.sender("gw"), cfg)
+    with pytest.raises(PermanentSendError) as ei:
+        await sender.send("+12125550101", "Hi")
+    await sender.close()
+    assert "HTTP 400" in str(ei.value)  # the header matched: the server answered our rule, not the 500 fallback
+    assert API_KEY not in str(ei.value) + repr(sender) + repr(cfg.sender("gw"))
+
+
 async def test_get_puts_fields_in_the_query(httpserver: HTTPServer):
     """With method GET the rendered fields travel in the query string."""
     httpserver.expect_oneshot_request(

@@ -228,3 +228,21 @@ def test_webhook_urls_for_the_admin():
     assert urls["tw"]["A message comes in (POST)"] == f"{PUBLIC}/twilio/tw/incoming"
     assert urls["kan"]["sms-service get-url"].startswith(f"{PUBLIC}/kannel/kan/incoming/<http.secret>?from=%p")
     assert SECRET not in repr(urls)
+
+
+async def test_sink_failure_answers_500_so_the_gateway_retries():
+    """When the sink cannot record a reply the webhook answers 500 (Kannel retries), without a traceback page."""
+
+    class Broken(Sink):
+        async def incoming(self, text: IncomingText) -> None:
+            raise RuntimeError("database is locked")
+
+    listener = Listener(make_config(), Broken())
+    await listener.start()
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{listener.port}") as client:
+            async with client.get(f"/kannel/kan/incoming/{SECRET}?from=12125550112&text=hi") as r:
+                assert r.status == 500
+                assert "locked" not in await r.text()
+    finally:
+        await listener.stop()

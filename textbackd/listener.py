@@ -135,9 +135,8 @@ class Listener:
             from textbackd.errors import ConfigError
 
             raise ConfigError(f"cannot listen on {http.listen}: {e.strerror}", key="http.listen") from None
-        server = self._site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else http.port
+        addresses = self._runner.addresses
+        self.port = addresses[0][1] if addresses else http.port
         if not self.config.http.secret and any(s.kind in ("kannel", "http") for s in self.config.senders):
             log.warning("http_secret_missing", effect="Kannel and generic HTTP webhooks answer 403 until http.secret is set")
         log.info("listener_started", host=http.host, port=self.port)
@@ -160,6 +159,11 @@ class Listener:
             return web.Response(status=e.status, text=e.reason + "\n")
         except web.HTTPRequestEntityTooLarge:
             return web.Response(status=413, text="body too large\n")
+        except web.HTTPException:
+            raise
+        except Exception as e:  # the sink failed (store locked...): 500, so Kannel retries
+            log.error("webhook_failed", error=type(e).__name__)
+            return web.Response(status=500, text="internal error, try again\n")
 
     def _sender(self, request: web.Request, kind: str) -> SenderConfig:
         name = request.match_info["sender"]

@@ -3,7 +3,9 @@ national providers, an in-house relay.
 
 The request is described in the config: ``method`` and ``url``, ``headers``,
 ``body`` (field → template; ``{to}``, ``{text}`` and ``{from}`` are replaced,
-every other brace is left as it is), ``body_format`` ``"form"`` or ``"json"``
+and in headers and body ``{password}`` by the sender's ``password`` secret, so an
+API key can live in ``password_file`` or a systemd credential; every other brace
+is left as it is), ``body_format`` ``"form"`` or ``"json"``
 (for ``GET`` the fields go in the query string), ``success_status`` and
 ``message_id_path``, a dotted path into the JSON answer (``"messages.0.id"``).
 When there is no message id the result carries a generated one.
@@ -25,11 +27,11 @@ from textbackd.sms_gateways.base import HttpGateway
 
 log = structlog.get_logger(__name__)
 
-_PLACEHOLDER = re.compile(r"\{(to|text|from)\}")
+_PLACEHOLDER = re.compile(r"\{(to|text|from|password)\}")
 
 
 def render(template: str, values: dict[str, str]) -> str:
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def json_path(doc: Any, path: str) -> Any:
@@ -48,15 +50,15 @@ def json_path(doc: Any, path: str) -> Any:
 class HttpSender(HttpGateway):
     label = "HTTP gateway"
 
-    def fields(self, to: str, text: str) -> list[tuple[str, str]]:
-        values = {"to": to, "text": text, "from": self.sender_config.from_}
-        return [(k, render(v, values)) for k, v in self.sender_config.body]
+    def values(self, to: str, text: str) -> dict[str, str]:
+        sc = self.sender_config
+        return {"to": to, "text": text, "from": sc.from_, "password": sc.password.reveal()}
 
     def request_args(self, to: str, text: str) -> dict[str, Any]:
         sc = self.sender_config
-        values = {"to": to, "text": text, "from": sc.from_}
+        values = self.values(to, text)
         headers = {k: render(v, values) for k, v in sc.headers}
-        fields = self.fields(to, text)
+        fields = [(k, render(v, values)) for k, v in sc.body]
         if sc.method == "GET":
             return {"params": fields, "headers": headers}
         if sc.body_format == "json":
