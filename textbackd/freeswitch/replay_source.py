@@ -17,14 +17,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from textbackd.errors import TextbackError
 from textbackd.freeswitch.frames import EslParser, event_of, event_time
 from textbackd.pbx import Event
 
 CHUNK = 64 * 1024
 
 
-def iter_events(data: bytes, chunk: int = CHUNK) -> Iterator[tuple[Event, float]]:
-    """``(event, epoch_seconds)`` for every event frame in ``data``."""
+def iter_events(data: bytes, chunk: int = CHUNK, name: str = "capture") -> Iterator[tuple[Event, float]]:
+    """``(event, epoch_seconds)`` for every event frame in ``data``.
+
+    Raises ``TextbackError`` at the end when not a single event-socket frame
+    was found (the file is not an ESL capture); damaged frames inside a real
+    capture are skipped with a warning.
+    """
     parser = EslParser()
     last = 0.0
     for i in range(0, len(data), chunk):
@@ -37,9 +43,11 @@ def iter_events(data: bytes, chunk: int = CHUNK) -> Iterator[tuple[Event, float]
                 last = t
             yield event, last
     parser.close()
+    if parser.stats.frames == 0:
+        raise TextbackError(f"{name}: no event-socket frames found (is this a FreeSWITCH ESL capture?)")
 
 
 def read_events(path: str | Path) -> Iterator[tuple[Event, float]]:
     from textbackd.replay import open_trace
 
-    return iter_events(open_trace(path))
+    return iter_events(open_trace(path), name=str(path))
