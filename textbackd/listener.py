@@ -43,7 +43,7 @@ from textbackd.model import DeliveryReport, IncomingText
 from textbackd.numbers import mask, normalize
 from textbackd.sms_gateways import kannel as kannel_mod
 from textbackd.sms_gateways import twilio as twilio_mod
-from textbackd.sms_gateways.base import dlr_token
+from textbackd.sms_gateways.base import dlr_token, scrub
 
 if TYPE_CHECKING:
     from textbackd.config import Config, SenderConfig
@@ -162,7 +162,8 @@ class Listener:
         except web.HTTPException:
             raise
         except Exception as e:  # the sink failed (store locked...): 500, so Kannel retries
-            log.error("webhook_failed", error=type(e).__name__)
+            log.error("webhook_failed", path=request.match_info.route.resource.canonical
+                      if request.match_info.route.resource else "?", error=type(e).__name__, detail=scrub(str(e)))
             return web.Response(status=500, text="internal error, try again\n")
 
     def _sender(self, request: web.Request, kind: str) -> SenderConfig:
