@@ -27,7 +27,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timezone
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -82,10 +82,6 @@ def dlr_token(secret: str, sender: str, ref: str) -> str:
     """The per-message token in a delivery-report URL (so the shared secret itself never travels)."""
     mac = hmac.new(secret.encode(), f"dlr:{sender}:{ref}".encode(), hashlib.sha256)
     return mac.hexdigest()[:32]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(slots=True)
