@@ -114,6 +114,7 @@ class FsClient:
         self.sessions = 0
         self.events = 0
         self.handler_errors = 0
+        self.parser: EslParser | None = None  # the current session's parser (its stats: frames, skipped)
         self._session: _Session | None = None
         self._closing = False
         self._established = False
@@ -203,6 +204,7 @@ class FsClient:
             raise PbxConnectionError(f"{cfg.host}:{cfg.port}: {e.strerror or e}") from None
         s = _Session(reader, writer)
         self._session = s
+        self.parser = s.parser
         self.sessions += 1
         reading = asyncio.create_task(self._read_loop(s), name="esl-read")
         watchdog = asyncio.create_task(self._watchdog(s), name="esl-watchdog")
@@ -211,7 +213,10 @@ class FsClient:
             await self._login(s)
             self._established = True
             self.connected = True
-            log.info("pbx_connected", host=cfg.host, port=cfg.port, session=self.sessions, format=self.event_format)
+            gap = None if self.last_event_at is None else round(self.clock() - self.last_event_at, 1)
+            log.info(
+                "pbx_connected", host=cfg.host, port=cfg.port, session=self.sessions, format=self.event_format, gap_seconds=gap
+            )
             snapshot = asyncio.create_task(self._snapshot(s), name="esl-snapshot")
             tasks = {reading, watchdog, snapshot}
             while True:
