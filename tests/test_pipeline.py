@@ -110,3 +110,30 @@ async def test_delivery_report_marks_text_delivered(store):
     conv = Conversations(store, CFG, clock=lambda: 10.0)
     await conv.delivery_report(DeliveryReport(sender="modem1", reference="42", delivered=True, final=True, at=T0))
     assert store.message(mid).state is MessageState.DELIVERED
+
+
+async def test_delivery_report_that_overtakes_the_sent_mark_is_applied(store):
+    """A delivery report arriving while the outbox has not yet recorded `sent` is applied once it has."""
+    import asyncio
+
+    mid = store.add_message(to="+12125550101", kind="textback", state=MessageState.SCHEDULED, now=1.0)
+    store.transition(mid, MessageState.SENDING, now=2.0)
+    conv = Conversations(store, CFG, clock=lambda: 10.0)
+    report = asyncio.create_task(
+        conv.delivery_report(DeliveryReport(sender="kannel", reference="k-9", delivered=True, final=True, at=T0))
+    )
+    await asyncio.sleep(0.15)
+    store.transition(mid, MessageState.SENT, now=3.0, sender="kannel", refs=["k-9"])
+    await asyncio.wait_for(report, 5)
+    assert store.message(mid).state is MessageState.DELIVERED
+
+
+def test_generic_gateway_headers_do_not_print():
+    """Header values of a generic HTTP gateway (often API keys) stay out of repr()."""
+    cfg = config.parse(
+        {"business": {"name": "X"}, "senders": [{"name": "g", "kind": "http", "url": "http://127.0.0.1:9/x",
+         "headers": {"Authorization": "Bearer sekrit-key"}, "body": {"to": "{to}", "text": "{text}"}}]},
+        env={},
+    )
+    assert "sekrit-key" not in repr(cfg)
+    assert cfg.senders[0].headers == (("Authorization", "Bearer sekrit-key"),)

@@ -151,7 +151,7 @@ class SenderConfig:
     api_base: str = "https://api.twilio.com"
     # generic http
     method: str = "POST"
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may carry API keys
     body_format: str = "form"  # "form" | "json"
     body: tuple[tuple[str, str], ...] = ()  # field → template with {to} {text} {from}
     success_status: tuple[int, ...] = (200, 201, 202)

@@ -9,6 +9,7 @@ the matching text to ``delivered`` or ``failed``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,7 @@ class Conversations:
         self.wake_outbox = wake_outbox
         self.on_reply = on_reply
         self.clock = clock
+        self.dlr_wait_steps = 20
 
     async def incoming(self, text: IncomingText) -> None:
         now = self.clock()
@@ -102,6 +104,13 @@ class Conversations:
 
     async def delivery_report(self, report: DeliveryReport) -> None:
         m = self.store.message_by_ref(report.sender, report.reference)
+        # A fast report can overtake the outbox's `sent` mark (the references are stored
+        # with it): give the outbox a moment instead of dropping the report.
+        for _ in range(self.dlr_wait_steps):
+            if m is not None and m.state is not MessageState.SENDING:
+                break
+            await asyncio.sleep(0.1)
+            m = self.store.message_by_ref(report.sender, report.reference)
         if m is None:
             log.info("dlr_unmatched", sender=report.sender, reference=report.reference)
             return
