@@ -167,3 +167,15 @@ def test_inbound_detection_follows_configured_contexts_and_trunk_patterns():
     )
     (call,) = replay_calls(trace, cfg, "asterisk")
     assert call.direction is Direction.INBOUND and call.outcome is Outcome.CALLER_CANCEL
+
+
+def test_leg_answered_but_never_bridged_is_not_a_human():
+    """A ring-group leg that goes Up without ever being bridged (a refused 'confirm calls' voicemail) is no answer."""
+    events = _events("08-ringgroup-noanswer.ami")
+    leg = next(e for e, _ in events if e.get("Event") == "Newchannel" and e["Uniqueid"] != e["Linkedid"])
+    i = next(i for i, (e, _) in enumerate(events) if e.get("Event") == "DialState")
+    up = {**leg, "Event": "Newstate", "ChannelState": "6", "ChannelStateDesc": "Up"}
+    events.insert(i + 1, (up, events[i][1]))
+    tracker = AmiTracker(CFG)
+    calls = [c for e, at in events for c in tracker.feed(e, at)]
+    assert [(c.outcome, c.missed, c.answered_by) for c in calls] == [(Outcome.NO_ANSWER, True, None)]

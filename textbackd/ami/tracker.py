@@ -21,8 +21,10 @@ Direction (from the originating channel, ``Uniqueid == Linkedid``)
 
 Outcome, decided when the call ends
     answered       a real device channel of the call (not the originating channel,
-                   not a ``Local/`` channel) went ``Up``, or an ``AgentConnect``
-                   was seen. ``Answer()`` by the dialplan for an IVR, a queue or
+                   not a ``Local/`` channel) went ``Up`` and entered a bridge
+                   (``BridgeEnter``: the parties can talk), or an ``AgentConnect``
+                   was seen. A leg that answers but is never bridged (a mobile's
+                   own voicemail refused by FreePBX "confirm calls") is no answer. ``Answer()`` by the dialplan for an IVR, a queue or
                    voicemail only brings the *caller's own* channel up, and a
                    ``Local`` half going up is not a person: neither counts. Once
                    answered, always answered (a blind transfer afterwards does not
@@ -104,8 +106,7 @@ _WANTED = frozenset(
         b"CoreShowChannel",
         b"CoreShowChannelsComplete",
         b"FullyBooted",
-        b"BlindTransfer",
-        b"AttendedTransfer",
+        b"BridgeEnter",
     }
 )
 _WANTED_LINES = frozenset(b"Event: " + name for name in _WANTED)
@@ -156,12 +157,13 @@ def wants_frame(raw: bytes) -> bool:
 
 
 class _Chan:
-    __slots__ = ("name", "local", "up")
+    __slots__ = ("name", "local", "up", "up_at")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.local = name.startswith("Local/")
         self.up = False
+        self.up_at: float | None = None
 
 
 class _Call:
@@ -274,6 +276,7 @@ class AmiTracker:
             "DialBegin": self._dialbegin,
             "DialEnd": self._dialend,
             "NewCallerid": self._newcallerid,
+            "BridgeEnter": self._bridgeenter,
             "Newexten": self._newexten,
             "VarSet": self._varset,
             "QueueCallerJoin": self._queuejoin,
@@ -406,8 +409,8 @@ class AmiTracker:
         if st == "6":
             chan = call.chans[uid]
             chan.up = True
-            if uid != call.id and not chan.local:
-                self._mark_answered(call, chan, at)
+            if chan.up_at is None:
+                chan.up_at = at
         elif st == "5" and uid != call.id and call.ring_start is None:  # Ringing
             call.ring_start = at
 
@@ -441,17 +444,23 @@ class AmiTracker:
         status = ev.get("DialStatus", "")
         dest = ev.get("DestChannel", "")
         if status == "ANSWER":
-            if dest and not dest.startswith("Local/"):
-                duid = ev.get("DestUniqueid", "")
-                chan = call.chans.get(duid) or _Chan(dest)
-                if duid != call.id:
-                    self._mark_answered(call, chan, at)
+            chan = call.chans.get(ev.get("DestUniqueid", ""))
+            if chan is not None and chan.up_at is None:
+                chan.up_at = at
         if uid == call.id and not call.in_queue and status and status != "ANSWER":
             if call.stage in ("", "ivr", "dial"):
                 call.stage = "dial"
                 call.dial_status = status
         if call.answered_at is None:
             call.ring_end = at
+        return None
+
+    def _bridgeenter(self, ev: Event, at: float) -> Call | None:
+        call, uid = self._call(ev, at)
+        if call is not None and uid != call.id and ev.get("ChannelState") == "6":
+            chan = call.chans[uid]
+            if not chan.local:
+                self._mark_answered(call, chan, chan.up_at if chan.up_at is not None else at)
         return None
 
     def _newcallerid(self, ev: Event, at: float) -> Call | None:
@@ -589,7 +598,9 @@ class AmiTracker:
         app = ev.get("Application", "")
         if ev.get("ChannelState") == "6":
             chan.up = True
-            if uid != call.id and not chan.local and app not in ("VoiceMail", "Queue", "Playback", "Background"):
+            if chan.up_at is None:
+                chan.up_at = since
+            if uid != call.id and not chan.local and ev.get("BridgeId"):
                 self._mark_answered(call, chan, at)
         if not known:
             if app == "VoiceMail":
