@@ -103,11 +103,27 @@ def test_any_bytes_split_anywhere_never_crash(data, cuts):
         assert pieces == whole
 
 
-@settings(max_examples=300, deadline=None)
-@given(garbage=st.binary(max_size=400), cuts=st.lists(st.integers(0, 1000), max_size=10), banner=st.booleans())
-def test_well_formed_event_after_garbage_is_not_lost(garbage, cuts, banner):
-    """Whatever garbage precedes it, an event after an empty line is delivered intact."""
+@settings(max_examples=400, deadline=None)
+@given(
+    garbage=st.binary(max_size=400),
+    cuts=st.lists(st.integers(0, 1000), max_size=10),
+    banner=st.booleans(),
+    lf_only=st.booleans(),
+)
+def test_well_formed_event_after_garbage_is_not_lost(garbage, cuts, banner, lf_only):
+    """Whatever garbage precedes it, an event after an empty line is delivered intact (CRLF or LF-only)."""
     p = AmiParser(max_frame_bytes=300, expect_banner=banner)
-    stream = garbage + b"\r\n\r\n" + EVENT
+    event = EVENT.replace(b"\r\n", b"\n") if lf_only else EVENT
+    stream = garbage + (b"\n\n" if lf_only else b"\r\n\r\n") + event
     out = _feed_all(p, stream, [c for c in cuts if c <= len(stream)])
     assert out and out[-1] == WANT
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300), cuts=st.lists(st.integers(0, 1200), max_size=12))
+def test_real_frames_around_garbage_split_anywhere_equal_one_feed(data, cuts):
+    """Real frames with garbage in between give the same events however the bytes are split."""
+    stream = EVENT + data + b"\r\n\r\n" + EVENT + data
+    whole = AmiParser(expect_banner=False).feed(stream)
+    pieces = _feed_all(AmiParser(expect_banner=False), stream, [c for c in cuts if c <= len(stream)])
+    assert pieces == whole and whole[0] == WANT and WANT in whole[1:]

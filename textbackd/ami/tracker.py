@@ -135,11 +135,12 @@ def _field(raw: bytes, key: bytes) -> bytes:
         return b""
     i += len(key)
     j = raw.find(b"\n", i)
-    return raw[i : j if j > 0 else None]
+    value = raw[i : j if j > 0 else None]
+    return value[:-1] if value.endswith(b"\r") else value
 
 
 def wants_frame(raw: bytes) -> bool:
-    """Cheap test on a raw frame (LF line ends): may ``AmiTracker.feed`` care about it?
+    """Cheap test on a raw frame (CRLF or LF line ends): may ``AmiTracker.feed`` care about it?
 
     Used as ``AmiParser(select=wants_frame)`` so the bulk of the stream
     (``CEL``, most ``VarSet``/``Newexten``, ``Cdr``...) is never decoded.
@@ -147,6 +148,8 @@ def wants_frame(raw: bytes) -> bool:
     """
     nl = raw.find(b"\n")
     first = raw[:nl] if nl > 0 else raw
+    if first.endswith(b"\r"):
+        first = first[:-1]
     if first in _WANTED_LINES:
         return True
     if first == b"Event: VarSet":
