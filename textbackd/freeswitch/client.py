@@ -26,7 +26,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -48,6 +48,7 @@ from textbackd.pbx import EventCallback
 log = structlog.get_logger(__name__)
 
 READ_SIZE = 64 * 1024
+ReplyHook = Callable[[Frame], Awaitable[None]]
 
 
 def subscription(fmt: str = "plain") -> str:
@@ -63,16 +64,17 @@ class _Session:
         self.reader = reader
         self.writer = writer
         self.parser = EslParser()
-        self.pending: deque[asyncio.Future[Frame]] = deque()
+        # futures of the commands sent, in order, each with an optional hook run by the reader at the reply
+        self.pending: deque[tuple[asyncio.Future[Frame], ReplyHook | None]] = deque()
         self.jobs: dict[str, asyncio.Future[str]] = {}
         self.banner: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self.last_rx = asyncio.get_running_loop().time()
         self.lock = asyncio.Lock()
 
-    async def command(self, line: str, timeout: float) -> Frame:
+    async def command(self, line: str, timeout: float, on_reply: ReplyHook | None = None) -> Frame:
         fut: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         async with self.lock:
-            self.pending.append(fut)
+            self.pending.append((fut, on_reply))
             self.writer.write(line.encode() + b"\n\n")
             await self.writer.drain()
         try:
@@ -81,7 +83,7 @@ class _Session:
             raise PbxConnectionError(f"no reply to {line.split(' ', 1)[0]!r} within {timeout:g}s") from None
 
     def fail(self, exc: BaseException) -> None:
-        for fut in (*self.pending, *self.jobs.values(), self.banner):
+        for fut in (*(f for f, _ in self.pending), *self.jobs.values(), self.banner):
             if not fut.done():
                 fut.set_exception(exc)
                 fut.exception()  # retrieved: nobody may be waiting any more
@@ -259,17 +261,16 @@ class FsClient:
 
     async def _snapshot(self, s: _Session) -> None:
         started = self.clock()
-        try:
-            frame = await s.command("api show channels as json", self.config.connect_timeout)
-        except PbxConnectionError:
-            raise
-        body = frame.body.decode("utf-8", "replace")
-        if body.startswith("-ERR"):
-            log.warning("pbx_resync_refused", reply=body[:80])
-            return
-        await self._deliver(
-            {"Event-Name": SNAPSHOT_EVENT, "Session-Start": f"{started:.6f}", "_body": body}, self.clock()
-        )
+
+        async def deliver(frame: Frame) -> None:
+            body = frame.body.decode("utf-8", "replace")
+            if body.startswith("-ERR"):
+                log.warning("pbx_resync_refused", reply=body[:80])
+                return
+            event = {"Event-Name": SNAPSHOT_EVENT, "Session-Start": f"{started:.6f}", "_body": body}
+            await self._deliver(event, self.clock())
+
+        await s.command("api show channels as json", self.config.connect_timeout, on_reply=deliver)
 
     async def _read_loop(self, s: _Session) -> None:
         try:
@@ -298,7 +299,9 @@ class FsClient:
         ct = frame.content_type
         if ct in (COMMAND_REPLY, API_RESPONSE):
             if s.pending:
-                fut = s.pending.popleft()
+                fut, hook = s.pending.popleft()
+                if hook is not None:
+                    await hook(frame)  # in stream order: before the events that follow the reply
                 if not fut.done():
                     fut.set_result(frame)
             else:

@@ -281,7 +281,7 @@ class FsTracker:
                 self._missing[uuid] = now
         for r in rows:
             uuid = str(r["uuid"])
-            if uuid in self._leg_call or uuid in self._calls:
+            if uuid in self._leg_call or uuid in self._calls or uuid in self._done:
                 continue
             call_uuid = str(r.get("call_uuid") or "")
             name = str(r.get("name") or "")
