@@ -8,6 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from textbackd.config import Config, parse
 from textbackd.freeswitch.replay_source import read_events
@@ -300,3 +302,32 @@ def test_events_of_unknown_legs_and_late_events_are_ignored(config: Config) -> N
     (c,) = run(tracker, [trunk_create(), hangup(A, "ORIGINATOR_CANCEL")])
     assert tracker.feed(hangup(A), 5.0) == [] and tracker.feed(trunk_create(), 6.0) == []
     assert c.outcome is Outcome.CALLER_CANCEL
+
+
+# ---------------------------------------------------------------------------- robustness
+
+
+@pytest.fixture(scope="module")
+def loopback_call_events() -> list[tuple[dict[str, str], float]]:
+    wanted = {"CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_BRIDGE", "CHANNEL_EXECUTE", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_DESTROY", "CUSTOM"}
+    return [(dict(e.items()), t) for e, t in read_events(TRACES / "13-internal-no-answer.esl.gz") if e["Event-Name"] in wanted]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_shuffled_or_missing_events_never_crash_and_report_each_call_once(
+    config: Config, loopback_call_events: list[tuple[dict[str, str], float]], data: st.DataObject
+) -> None:
+    """Real events dropped or reordered at random never raise, and each a-leg is reported at most once."""
+    order = data.draw(st.permutations(range(len(loopback_call_events))))
+    keep = data.draw(st.lists(st.booleans(), min_size=len(order), max_size=len(order)))
+    tracker = FsTracker(config)
+    calls: list[Call] = []
+    for i, k in zip(order, keep):
+        if k:
+            calls += tracker.feed(*loopback_call_events[i])
+    later = max(t for _, t in loopback_call_events) + 10 * 86400
+    calls += tracker.expire(later) + tracker.flush(later)
+    ids = [c.id for c in calls]
+    assert len(ids) == len(set(ids)) and tracker.open_calls == 0
+    assert all(c.started <= c.ended for c in calls)

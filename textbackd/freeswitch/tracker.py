@@ -182,7 +182,7 @@ class FsTracker:
         self._calls: dict[str, _Open] = {}  # a-leg uuid → call
         self._leg_call: dict[str, str] = {}  # any leg uuid → a-leg uuid
         self._leg_info: dict[str, tuple[str, str]] = {}  # leg uuid → (channel name, who)
-        self._pending_loopback: dict[str, str] = {}  # loopback twin uuid → loopback uuid waiting for it
+        self._pending_loopback: dict[str, tuple[str, float]] = {}  # twin uuid → (loopback uuid waiting, since)
         self._missing: dict[str, float] = {}  # a-legs absent from the last resync → when
         self._done: dict[str, float] = {}  # recently finished a-legs → when (late events are ignored)
         self.events = 0
@@ -244,11 +244,14 @@ class FsTracker:
         for uuid, c in list(self._calls.items()):
             if now - c.last_at > self._expiry:
                 c.notes.append("expired")
-                out.append(self._finish(c, now, unknown=c.hangup is None))
+                out.append(self._finish(c, c.last_at, unknown=c.hangup is None))  # ended: last sign of life
         cutoff = now - 3600.0
         for uuid, t in list(self._done.items()):
             if t < cutoff:
                 del self._done[uuid]
+        for twin, (_, since) in list(self._pending_loopback.items()):
+            if since < cutoff:
+                del self._pending_loopback[twin]
         return out
 
     def flush(self, now: float) -> list[Call]:
@@ -333,7 +336,7 @@ class FsTracker:
             c.loopback_open.add(leg)
         waiting = self._pending_loopback.pop(leg, None)
         if waiting is not None:
-            self._link(waiting, a_uuid, "loopback/", "", at)
+            self._link(waiting[0], a_uuid, "loopback/", "", at)
 
     def _is_trunk(self, channel: str, profile: str) -> bool:
         if profile in TRUNK_PROFILES or _TRUNK_NAME.match(channel):
@@ -366,7 +369,7 @@ class FsTracker:
                 if a in self._calls:
                     parent = a
                 elif channel.startswith("loopback/"):
-                    self._pending_loopback[twin] = uuid
+                    self._pending_loopback[twin] = (uuid, at)
                     return
         if parent is not None:
             c = self._calls[parent]
