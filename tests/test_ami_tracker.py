@@ -179,3 +179,19 @@ def test_leg_answered_but_never_bridged_is_not_a_human():
     tracker = AmiTracker(CFG)
     calls = [c for e, at in events for c in tracker.feed(e, at)]
     assert [(c.outcome, c.missed, c.answered_by) for c in calls] == [(Outcome.NO_ANSWER, True, None)]
+
+
+def test_resync_call_in_an_ivr_is_inbound_when_its_trunk_is_known():
+    """A call first seen by CoreShowChannel in an IVR context is inbound because its trunk brought calls before."""
+    tracker = AmiTracker(CFG)
+    for e, at in _events("01-answered.ami"):  # teaches the tracker that IAX2/carrier brings calls in
+        tracker.feed(e, at)
+    lid = "1795000100.1"
+    chan = {"Event": "CoreShowChannel", "Channel": "IAX2/carrier-999", "Uniqueid": lid, "Linkedid": lid,
+            "ChannelState": "6", "ChannelStateDesc": "Up", "Context": "ivr-main", "Exten": "s",
+            "CallerIDNum": "+12125550108", "Application": "WaitExten", "ApplicationData": "6", "Duration": "00:00:03"}
+    tracker.feed(chan, 2_000_000_000.0)
+    tracker.feed({"Event": "CoreShowChannelsComplete", "ListItems": "1"}, 2_000_000_000.0)
+    (call,) = tracker.feed({**chan, "Event": "Hangup", "Cause": "16"}, 2_000_000_004.0)
+    assert (call.direction, call.outcome, call.missed) == (Direction.INBOUND, Outcome.IVR_ABANDON, True)
+    assert "inbound_by_trunk" in call.notes

@@ -52,7 +52,9 @@ Outcome, decided when the call ends
 Resynchronisation
     After a (re)connect the client sends ``CoreShowChannels``. Each
     ``CoreShowChannel`` creates or confirms a call and its channels (state,
-    current application); ``CoreShowChannelsComplete`` closes the calls we thought
+    current application; a call first seen there whose context has moved on
+    from the inbound one is still inbound when its channel belongs to a trunk
+    endpoint that brought earlier inbound calls); ``CoreShowChannelsComplete`` closes the calls we thought
     open that Asterisk no longer has (they ended during the gap: ``answered`` if
     we saw the answer, else ``unknown``), and forgets channels that hung up
     during the gap.
@@ -247,6 +249,15 @@ def _duration(hms: str) -> float:
     return float(secs)
 
 
+_PEER = re.compile(r"^((?!Local/)[^/]+/[^-/@;]+)-")
+
+
+def _peer(channel: str) -> str:
+    """``IAX2/carrier-4231`` → ``IAX2/carrier`` (the endpoint behind a channel), "" for Local channels."""
+    m = _PEER.match(channel)
+    return m.group(1) if m else ""
+
+
 def device_of(channel: str) -> str:
     """``IAX2/104-6942`` → ``104``, ``PJSIP/alice-0000001a`` → ``alice``."""
     m = _DEVICE.match(channel)
@@ -265,6 +276,7 @@ class AmiTracker:
         self._ctx_exact = frozenset(c for c in pbx.inbound_contexts if not any(ch in c for ch in "*?["))
         self._ctx_globs = tuple(c for c in pbx.inbound_contexts if c not in self._ctx_exact)
         self._trunks = tuple(re.compile(p) for p in pbx.trunk_channel_patterns)
+        self._trunk_peers: OrderedDict[str, None] = OrderedDict()
         self._internal = re.compile(pbx.internal_extension_pattern)
         self._calls: dict[str, _Call] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
@@ -368,7 +380,18 @@ class AmiTracker:
         call.exten = ev.get("Exten", "")
         call.cid_num = _clean_num(ev.get("CallerIDNum"))
         call.cid_name = _clean_name(ev.get("CallerIDName"))
-        call.inbound_hint = self._is_inbound(call.channel, call.context)
+        inbound = self._is_inbound(call.channel, call.context)
+        peer = _peer(call.channel)
+        if ev.get("Event") == "Newchannel":
+            if inbound and peer:  # remember which trunks bring calls in
+                self._trunk_peers[peer] = None
+                if len(self._trunk_peers) > 256:
+                    self._trunk_peers.popitem(last=False)
+        elif not inbound and peer in self._trunk_peers:
+            # first seen mid-call (resync): its context may have moved on (IVR, queue), its trunk has not
+            inbound = True
+            call.notes.append("inbound_by_trunk")
+        call.inbound_hint = inbound
 
     def _is_inbound(self, channel: str, context: str) -> bool:
         if context in self._ctx_exact:
