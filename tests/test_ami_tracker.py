@@ -195,3 +195,15 @@ def test_resync_call_in_an_ivr_is_inbound_when_its_trunk_is_known():
     (call,) = tracker.feed({**chan, "Event": "Hangup", "Cause": "16"}, 2_000_000_004.0)
     assert (call.direction, call.outcome, call.missed) == (Direction.INBOUND, Outcome.IVR_ABANDON, True)
     assert "inbound_by_trunk" in call.notes
+
+
+def test_late_event_of_a_hung_up_leg_does_not_keep_the_call_open():
+    """An event that arrives after a leg's Hangup does not resurrect the leg, so the call still ends on time."""
+    events = _events("05-busy.ami")
+    leg_hangup = next(i for i, (e, _) in enumerate(events) if e.get("Event") == "Hangup" and e["Uniqueid"] != e["Linkedid"])
+    late = {**events[leg_hangup][0], "Event": "VarSet", "Variable": "DIALSTATUS", "Value": "BUSY"}
+    events.insert(leg_hangup + 1, (late, events[leg_hangup][1]))
+    tracker = AmiTracker(CFG)
+    calls = [c for e, at in events for c in tracker.feed(e, at)]
+    assert [(c.outcome, c.notes) for c in calls] == [(Outcome.BUSY, ())]
+    assert tracker.open_calls == 0

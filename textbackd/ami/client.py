@@ -246,8 +246,8 @@ class AmiClient:
                 writer.transport.abort()
                 raise PbxConnectionError(f"AMI {self.pbx.host}:{self.pbx.port}: no answer to Ping within {interval:g} s")
             self._ping_pending = self._next_id("ping")
+            # no drain(): a peer that stopped reading must not block the watchdog itself
             writer.write(_action("Ping", self._ping_pending))
-            await writer.drain()
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         parser = self.parser

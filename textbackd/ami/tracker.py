@@ -197,6 +197,7 @@ class _Call:
         "ring_end",
         "notes",
         "inbound_hint",
+        "gone",
     )
 
     def __init__(self, linkedid: str, at: float) -> None:
@@ -224,6 +225,7 @@ class _Call:
         self.ring_end: float | None = None
         self.notes: list[str] = []
         self.inbound_hint = False
+        self.gone: set[str] = set()  # Uniqueids that hung up: late events must not bring them back
 
 
 def _clean_name(name: str | None) -> str:
@@ -363,6 +365,8 @@ class AmiTracker:
                 call.notes.append("joined_mid_call")
         call.last_at = at
         if uid not in call.chans:
+            if uid in call.gone:
+                return None, uid
             chan = ev.get("Channel", "")
             call.chans[uid] = _Chan(chan)
             if self._resync is not None:
@@ -446,7 +450,9 @@ class AmiTracker:
         if call is None:
             return None
         call.last_at = at
-        call.chans.pop(ev.get("Uniqueid", ""), None)
+        uid = ev.get("Uniqueid", "")
+        call.chans.pop(uid, None)
+        call.gone.add(uid)
         if not call.chans:
             return self._close(call, at)
         return None
