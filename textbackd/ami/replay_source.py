@@ -98,7 +98,7 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Timed]:
                 count += 1
                 yield ev, at
             pos = end
-        for ev in parser.feed(data[pos:] + b"\r\n\r\n"):
+        for ev in parser.feed(data[pos:]):
             count += 1
             yield ev, at
     else:
@@ -109,10 +109,7 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Timed]:
         stamped = False
         step = 1 << 16
         for i in range(0, len(data) + 1, step):
-            chunk = data[i : i + step]
-            if i + step >= len(data):
-                chunk += b"\r\n\r\n"
-            for ev in parser.feed(chunk):
+            for ev in parser.feed(data[i : i + step]):
                 ts = ev.get("Timestamp")
                 if ts:
                     try:
@@ -128,5 +125,8 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Timed]:
                 file=str(path),
                 detail="no .timing sidecar and no Timestamp headers: every event gets the file time",
             )
+    if parser.buffered and data[-parser.buffered :].strip():
+        log.warning("ami.replay_truncated", file=str(path), ignored_bytes=parser.buffered,
+                    detail="the capture ends inside a message; that message is ignored")
     if count == 0 and len(data.strip()) > 0:
         raise TextbackError(f"{path}: no AMI messages found (is this a raw AMI capture?)")
