@@ -23,7 +23,9 @@ import structlog
 from textbackd import systemd
 from textbackd.config import Config
 from textbackd.conversations import Conversations
+from textbackd.followups import Followups, chain_recheck
 from textbackd.model import Call, MessageState
+from textbackd.notify import Notifier
 from textbackd.numbers import mask
 from textbackd.outbox import Outbox
 from textbackd.pbx import Event, make_tracker
@@ -40,8 +42,10 @@ TextObserver = Callable[[MessageRow, MessageState, str], Awaitable[None] | None]
 def make_client(config: Config, on_event: Callable[[Event, float], Awaitable[None]], clock: Callable[[], float]):
     if config.pbx.kind == "asterisk":
         from textbackd.ami.client import AmiClient
+        from textbackd.ami.tracker import AmiTracker
 
-        return AmiClient(config.pbx, on_event, clock=clock)
+        # frames the tracker can never use (most VarSet/Newexten/CEL) are dropped undecoded
+        return AmiClient(config.pbx, on_event, clock=clock, select=AmiTracker.wants_frame)
     from textbackd.freeswitch.client import FsClient
 
     return FsClient(config.pbx, on_event, clock=clock)
@@ -75,6 +79,9 @@ class Daemon:
         self.senders: list[Sender] = []
         self.listener: Any = None
         self.conversations: Conversations | None = None
+        self.followups: Followups | None = None  # follow-up texts (issue 8)
+        self.notifier: Notifier | None = None  # staff e-mail (issue 8)
+        self.mail_in: Any = None  # staff answers by e-mail (issue 8)
         self.events = 0
         self.calls = 0
         self.last_event_at: float | None = None
@@ -95,17 +102,23 @@ class Daemon:
         self.senders = list(self._senders_override) if self._senders_override is not None else [
             build_sender(s.name, cfg) for s in cfg.senders
         ]
+        self.followups = Followups(store, cfg, clock=self.clock)
+        self.notifier = Notifier(store, cfg, clock=self.clock)
         self.outbox = Outbox(
             store,
             self.senders,
             max_attempts=cfg.policy.max_attempts,
             retry_base=cfg.policy.retry_base_seconds,
-            recheck=pipeline.recheck,
+            recheck=chain_recheck(pipeline.recheck, self.followups.recheck),
             observer=self._text_changed,
             clock=self.clock,
             log_numbers=cfg.logging.log_numbers,
         )
-        self.conversations = Conversations(store, cfg, wake_outbox=self.outbox.wake, clock=self.clock)
+        self.followups.wake_outbox = self.outbox.wake
+        self.followups.sweep()  # follow-ups a crash left unscheduled
+        self.conversations = Conversations(
+            store, cfg, wake_outbox=self.outbox.wake, clock=self.clock, on_reply=self._on_reply
+        )
         for s in self.senders:
             try:
                 await s.start(self.conversations)
@@ -113,6 +126,7 @@ class Daemon:
                 log.error("sender_start_failed", sender=s.name, error=str(e))
         self.client = make_client(cfg, self._on_event, self.clock)
         await self._start_listener()
+        await self._start_mail_in()
         loop = asyncio.get_running_loop()
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -124,6 +138,7 @@ class Daemon:
                 client_task = tg.create_task(self.client.run(), name="pbx")
                 outbox_task = tg.create_task(self.outbox.run(), name="outbox")
                 tg.create_task(self._housekeeping(), name="housekeeping")
+                tg.create_task(self.notifier.run(), name="notify")
                 self._ready.set()
                 systemd.notify("READY=1\nSTATUS=connecting to the PBX")
                 await self._stop.wait()
@@ -137,6 +152,9 @@ class Daemon:
         except* _Stopped:
             pass
         finally:
+            if self.mail_in is not None:
+                with contextlib.suppress(Exception):
+                    await self.mail_in.stop()
             if self.listener is not None:
                 with contextlib.suppress(Exception):
                     await self.listener.stop()
@@ -183,12 +201,18 @@ class Daemon:
                 decision=getattr(out.decision, "reason", None) or ("text" if out.decision else None),
             )
             self.outbox.wake()
+            self._aftercare_call(call, out)
         if self.on_call is not None:
             r = self.on_call(call, out)
             if asyncio.iscoroutine(r):
                 await r
 
     async def _text_changed(self, m: MessageRow, state: MessageState, detail: str) -> None:
+        if self.followups is not None:
+            try:
+                self.followups.on_text_state(m, state)  # schedule follow-ups once a text-back is sent
+            except Exception:
+                log.exception("followups_failed", message=m.id)
         if self.on_text is not None:
             r = self.on_text(m, state, detail)
             if asyncio.iscoroutine(r):
@@ -214,6 +238,42 @@ class Daemon:
         depth = self.store.outbox_depth() if self.store else 0
         last = f", last event {time.strftime('%H:%M:%S', time.localtime(self.last_event_at))}" if self.last_event_at else ""
         return f"{link}{last}, {self.calls} calls, outbox {depth}"
+
+
+    # -- replies, follow-ups and staff e-mail (issue 8) ---------------------------------
+
+    async def _on_reply(self, text: Any, kw: str, call_id: str | None) -> None:
+        """Conversations' hook: a text came in. Stop the follow-ups, forward it to staff."""
+        try:
+            if self.followups is not None:
+                self.followups.on_reply(text.from_number, kw)
+            if self.notifier is not None:
+                self.notifier.on_reply(text, kw, call_id)
+        except Exception:  # staff mail and follow-ups must never break receiving texts
+            log.exception("reply_aftercare_failed")
+
+    def _aftercare_call(self, call: Call, out: Any) -> None:
+        """A new finished call: a call with the number stops its follow-ups; staff may want a mail."""
+        try:
+            if self.followups is not None:
+                self.followups.on_call(call)
+            if self.notifier is not None:
+                self.notifier.on_call(call, out)
+        except Exception:
+            log.exception("call_aftercare_failed", call=call.id)
+
+    async def _start_mail_in(self) -> None:
+        if not (self.config.email.enabled and self.config.email.receive_listen):
+            return
+        from textbackd.mail_in import MailIn
+
+        assert self.store is not None and self.outbox is not None
+        self.mail_in = MailIn(self.store, self.config, clock=self.clock, wake_outbox=self.outbox.wake)
+        try:
+            await self.mail_in.start()
+        except Exception as e:  # a port in use must not stop texting
+            log.error("mail_in_start_failed", error=str(e))
+            self.mail_in = None
 
 
 class _Stopped(Exception):

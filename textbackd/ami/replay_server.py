@@ -79,12 +79,28 @@ def builtin_busy_hour() -> list[Block]:
 
 
 def _parse_action(frame: bytes) -> dict[str, str]:
+    """Keys lower-cased, except the value of ``Event`` which keeps its case."""
     out: dict[str, str] = {}
     for line in frame.decode("utf-8", "replace").splitlines():
         k, sep, v = line.partition(":")
         if sep:
             out.setdefault(k.strip().lower(), v.strip())
     return out
+
+
+_CSC_NAMES = {
+    "channel": "Channel", "channelstate": "ChannelState", "channelstatedesc": "ChannelStateDesc",
+    "calleridnum": "CallerIDNum", "calleridname": "CallerIDName", "connectedlinenum": "ConnectedLineNum",
+    "connectedlinename": "ConnectedLineName", "language": "Language", "accountcode": "AccountCode",
+    "context": "Context", "exten": "Exten", "priority": "Priority", "uniqueid": "Uniqueid", "linkedid": "Linkedid",
+    "application": "Application", "applicationdata": "ApplicationData", "bridgeid": "BridgeId", "duration": "Duration",
+}
+
+
+def _frame(event: str, head: str, fields: dict[str, str]) -> bytes:
+    lines = [f"Event: {event}"] + ([head.strip()] if head else [])
+    lines += [f"{_CSC_NAMES.get(k, k)}: {v}" for k, v in fields.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 class AmiReplayServer:
@@ -173,9 +189,12 @@ class AmiReplayServer:
                 elif name == "ping":
                     writer.write(f"Response: Success\r\n{head}Ping: Pong\r\nTimestamp: 0.000000\r\n\r\n".encode())
                 elif name == "coreshowchannels":
+                    items = self.channels_up()
+                    writer.write(f"Response: Success\r\n{head}EventList: start\r\nMessage: Channels will follow\r\n\r\n".encode())
+                    for ch in items:
+                        writer.write(_frame("CoreShowChannel", head, ch))
                     writer.write(
-                        f"Response: Success\r\n{head}EventList: start\r\nMessage: Channels will follow\r\n\r\n"
-                        f"Event: CoreShowChannelsComplete\r\n{head}EventList: Complete\r\nListItems: 0\r\n\r\n".encode()
+                        f"Event: CoreShowChannelsComplete\r\n{head}EventList: Complete\r\nListItems: {len(items)}\r\n\r\n".encode()
                     )
                 elif name == "logoff":
                     writer.write(f"Response: Goodbye\r\n{head}Message: Thanks for all the fish.\r\n\r\n".encode())
@@ -193,6 +212,50 @@ class AmiReplayServer:
                     await streamer
             self._writers.discard(writer)
             writer.close()
+
+    def channels_up(self) -> list[dict[str, str]]:
+        """The channels alive at the current replay position, as ``CoreShowChannel`` fields.
+
+        Rebuilt from the events already streamed, as a real Asterisk that kept
+        running while the client was away would list them.
+        """
+        chans: dict[str, dict[str, str]] = {}
+        bridged: dict[str, str] = {}
+        last_at = self.blocks[self.position - 1].at if self.position else 0.0
+        for b in self.blocks[: self.position]:
+            ev = _parse_action(b.data)
+            kind = ev.get("event", "")
+            uid = ev.get("uniqueid", "")
+            if not uid or kind in ("CEL", "Cdr"):
+                continue
+            if kind == "Hangup":
+                chans.pop(uid, None)
+                bridged.pop(uid, None)
+                continue
+            if kind == "Newchannel":
+                chans[uid] = {"_created": str(b.at)}
+            ch = chans.get(uid)
+            if ch is None:
+                continue
+            for key in ("channel", "channelstate", "channelstatedesc", "calleridnum", "calleridname",
+                        "connectedlinenum", "connectedlinename", "language", "accountcode", "context", "exten",
+                        "priority", "uniqueid", "linkedid"):
+                if key in ev:
+                    ch[key] = ev[key]
+            if kind == "Newexten":
+                ch["application"] = ev.get("application", "")
+                ch["applicationdata"] = ev.get("appdata", "")
+            elif kind == "BridgeEnter":
+                bridged[uid] = ev.get("bridgeuniqueid", "")
+            elif kind == "BridgeLeave":
+                bridged.pop(uid, None)
+        out = []
+        for uid, ch in chans.items():
+            dur = max(0, int(last_at - float(ch.pop("_created"))))
+            ch["bridgeid"] = bridged.get(uid, "")
+            ch["duration"] = f"{dur // 3600:02d}:{dur % 3600 // 60:02d}:{dur % 60:02d}"
+            out.append(ch)
+        return out
 
     async def _stream(self, writer: asyncio.StreamWriter, session: int) -> None:
         start = self.position if self.resume else 0
