@@ -21,10 +21,22 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from textbackd.ami.replay_server import Block, load_capture
+from textbackd.modem.simulator import ModemSimulator
 
 DATA = Path(__file__).parent / "data"
 ASTERISK = DATA / "asterisk"
+
+
+@pytest.fixture
+async def sim(tmp_path):
+    """A modem simulator on a pty behind ``tmp_path/modem0`` (import it into a test module to use it)."""
+    s = ModemSimulator(link=str(tmp_path / "modem0"))
+    await s.start()
+    yield s
+    await s.stop()
 
 
 def capture(name: str) -> list[Block]:
@@ -56,6 +68,18 @@ def rewrite(blocks: list[Block], old: str, new: str) -> list[Block]:
     """The same capture with one caller number replaced (same length keeps frames intact)."""
     assert len(old) == len(new)
     return [replace(b, data=b.data.replace(old.encode(), new.encode())) for b in blocks]
+
+
+def renumber(blocks: list[Block], n: int) -> list[Block]:
+    """The same capture as another call: the epoch part of every Uniqueid/Linkedid replaced (same length)."""
+    import re
+
+    stamps = sorted({m.group(1) for b in blocks for m in re.finditer(rb"(?:Uniqueid|Linkedid|UniqueID|LinkedID): (\d+)\.", b.data)})
+    out = blocks
+    for i, old in enumerate(stamps):
+        new = str(10 ** (len(old) - 1) + n * 10 + i).encode()[: len(old)]
+        out = [replace(b, data=b.data.replace(old, new)) for b in out]
+    return out
 
 
 def write_config(tmp: Path, *, ami_port: int, device: str, grace: float = 1.0, extra: str = "") -> Path:
@@ -109,6 +133,9 @@ holidays = ["{today}"]
 [logging]
 level = "info"
 format = "json"
+
+[http]
+listen = "127.0.0.1:0"  # /healthz and /metrics on a free port: parallel tests never clash
 {extra}
 """
     )

@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 
 from e2e import capture, chain, labels, query, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
+from e2e import sim  # noqa: F401 - the modem simulator fixture
 from textbackd.ami.replay_server import AmiReplayServer
-from textbackd.modem.simulator import ModemSimulator
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,6 @@ def expected_texts() -> dict[str, str]:
         if c["missed"] and c["caller"] not in out:
             out[c["caller"]] = c["did"]
     return out
-
-
-@pytest.fixture
-async def sim(tmp_path):
-    s = ModemSimulator(link=str(tmp_path / "modem0"))
-    await s.start()
-    yield s
-    await s.stop()
 
 
 async def test_busy_hour_texts_each_missed_caller_once_with_the_right_template(tmp_path, sim):

@@ -84,9 +84,10 @@ class Pipeline:
         self.config = config
 
     def handle_call(self, call: Call, now: float) -> Outcome:
-        if not self.store.record_call(call, now=now):
-            return Outcome(call, False, None, None)
         key = call_key(call)
+        if not self.store.record_call(call, now=now) and self._decided(key):
+            return Outcome(call, False, None, None)
+        # (a call stored without its decision: the store failed or the process died between the two writes)
         to = policy.destination(call, self.config)  # the number decide() would text, or ""
         hist = history(self.store, to, now) if to else policy.History()
         decision = policy.decide(call, hist, self.config, _dt(now))
@@ -121,6 +122,11 @@ class Pipeline:
                 line_did=call.did,
             )
         return Outcome(call, True, decision, mid)
+
+    def _decided(self, key: str) -> bool:
+        return self.store.db.execute(
+            "SELECT 1 FROM messages WHERE call_id=? AND kind=? LIMIT 1", (key, TEXTBACK)
+        ).fetchone() is not None
 
     def recheck(self, m: MessageRow, now: float) -> str | None:
         """The outbox's last look before sending a scheduled text-back."""

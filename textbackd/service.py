@@ -22,6 +22,8 @@ import structlog
 
 from textbackd import systemd
 from textbackd.config import Config
+from textbackd.errors import ConfigError, StoreError
+from textbackd.metrics import Metrics, health
 from textbackd.conversations import Conversations
 from textbackd.followups import Followups, chain_recheck
 from textbackd.model import Call, MessageState
@@ -86,6 +88,15 @@ class Daemon:
         self.calls = 0
         self.last_event_at: float | None = None
         self.started_at = clock()
+        # operations (issue 9): metrics, health, unwritten calls, reload
+        self.metrics = Metrics()
+        self.metrics.attach(self)
+        self.store_ok = True
+        self.outbox_depth_cached = 0
+        self.unwritten: list[Call] = []  # finished calls the store refused (disk full/read-only), retried
+        self.exit_code = 0
+        self.last_retention_at = 0.0
+        self._tasks: dict[str, asyncio.Task] = {}
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -131,16 +142,17 @@ class Daemon:
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
         log.info("textbackd_started", pbx=cfg.pbx.kind, host=cfg.pbx.host, port=cfg.pbx.port,
                  senders=[s.name for s in self.senders], store=cfg.store.path)
         try:
             async with asyncio.TaskGroup() as tg:
                 client_task = tg.create_task(self.client.run(), name="pbx")
                 outbox_task = tg.create_task(self.outbox.run(), name="outbox")
+                self._tasks = {"pbx": client_task, "outbox": outbox_task}
                 tg.create_task(self._housekeeping(), name="housekeeping")
                 tg.create_task(self.notifier.run(), name="notify")
-                self._ready.set()
-                systemd.notify("READY=1\nSTATUS=connecting to the PBX")
+                tg.create_task(self._announce_ready(), name="ready")
                 await self._stop.wait()
                 systemd.notify("STOPPING=1")
                 log.info("textbackd_stopping")
@@ -162,10 +174,15 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     await s.close()
             if self.handle_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
+            self._flush_unwritten()
+            for call in self.unwritten:  # never silent: each one named, and a failing exit status
+                log.error("call_lost_store_unwritable", call=call.id, outcome=str(call.outcome),
+                          caller=mask(call.caller, self.config.logging.log_numbers))
+                self.exit_code = 1
             store.close()
-            log.info("textbackd_stopped", events=self.events, calls=self.calls)
+            log.info("textbackd_stopped", events=self.events, calls=self.calls, exit_code=self.exit_code)
 
     def stop(self) -> None:
         self._stop.set()
@@ -174,18 +191,31 @@ class Daemon:
         await self._ready.wait()
 
     async def _start_listener(self) -> None:
-        kinds = {s.kind for s in self.config.senders}
-        if not (kinds & {"kannel", "twilio", "http"}):
-            return
+        """Always at ``http.listen``: webhooks, ``/healthz`` and ``/metrics``.
+
+        Without a gateway sender a port in use is logged and the daemon goes on
+        (texting needs no listener then); with one it is a ConfigError.
+        """
         from textbackd.listener import Listener
 
-        self.listener = Listener(self.config, self.conversations, self.senders)
-        await self.listener.start()
+        needed = bool({s.kind for s in self.config.senders} & {"kannel", "twilio", "http"})
+        listener = Listener(self.config, self.conversations, self.senders)
+        listener.add_get("/healthz", self._healthz)
+        listener.add_get("/metrics", self._metrics_page)
+        try:
+            await listener.start()
+        except ConfigError as e:
+            if needed:
+                raise
+            log.error("listener_start_failed", error=str(e), effect="no /healthz or /metrics")
+            return
+        self.listener = listener
 
     # -- events ---------------------------------------------------------------------
 
     async def _on_event(self, event: Event, at: float) -> None:
         self.events += 1
+        self.metrics.events.inc()
         self.last_event_at = at
         for call in self.tracker.feed(event, at):
             await self._finished(call)
@@ -193,8 +223,13 @@ class Daemon:
     async def _finished(self, call: Call) -> None:
         assert self.store is not None and self.outbox is not None
         self.calls += 1
-        out = self.pipeline.handle_call(call, self.clock())
+        try:
+            out = self.pipeline.handle_call(call, self.clock())
+        except StoreError as e:
+            self._store_refused(call, e)
+            return
         if out.new:
+            self.metrics.calls.labels(str(call.direction), str(call.outcome)).inc()
             log.info(
                 "call_finished", call=call.id, direction=str(call.direction), outcome=str(call.outcome),
                 caller=mask(call.caller, self.config.logging.log_numbers), did=call.did,
@@ -208,6 +243,10 @@ class Daemon:
                 await r
 
     async def _text_changed(self, m: MessageRow, state: MessageState, detail: str) -> None:
+        sender = detail if state == MessageState.SENT else (m.sender or "")
+        self.metrics.texts.labels(str(state), sender).inc()
+        if state == MessageState.SENT:
+            self.metrics.send_latency.observe(max(0.0, self.clock() - m.send_at))
         if self.followups is not None:
             try:
                 self.followups.on_text_state(m, state)  # schedule follow-ups once a text-back is sent
@@ -230,14 +269,175 @@ class Daemon:
                 for call in self.tracker.expire(now):
                     log.warning("call_expired_without_hangup", call=call.id)
                     await self._finished(call)
-            if wd:
+            self._ops_tick(now)
+            if wd and self.watchdog_healthy():
                 systemd.notify(f"WATCHDOG=1\nSTATUS={self.status_line()}")
+            elif wd:  # no ping: systemd restarts us after WatchdogSec
+                log.error("watchdog_withheld", health=health(self, now)["checks"])
+                systemd.notify(f"STATUS=UNHEALTHY: {self.status_line()}")
+            else:
+                systemd.notify(f"STATUS={self.status_line()}")
 
     def status_line(self) -> str:
-        link = "PBX connected" if getattr(self.client, "connected", False) else "PBX not connected"
-        depth = self.store.outbox_depth() if self.store else 0
-        last = f", last event {time.strftime('%H:%M:%S', time.localtime(self.last_event_at))}" if self.last_event_at else ""
-        return f"{link}{last}, {self.calls} calls, outbox {depth}"
+        link = "PBX connected" if getattr(self.client, "connected", False) else "PBX not connected (retrying)"
+        depth = self.outbox_depth_cached
+        last = f", last event {time.strftime('%H:%M:%S', time.localtime(self.last_event_at))}" if self.last_event_at else ", no event yet"
+        store = "" if self.store_ok else f", STORE NOT WRITABLE ({len(self.unwritten)} calls held in memory)"
+        return f"{link}{last}, {self.calls} calls, outbox {depth}{store}"
+
+    # -- operations (issue 9): readiness, health, reload, retention -------------------
+
+    MAX_UNWRITTEN = 10_000
+
+    async def _announce_ready(self) -> None:
+        """READY=1 once the PBX login succeeded or failed once (then it is being retried)."""
+        deadline = time.monotonic() + self.config.pbx.connect_timeout + 2
+        c = self.client
+        while time.monotonic() < deadline and not getattr(c, "connected", False):
+            if getattr(c, "reconnects", 0) or (getattr(c, "sessions", 0) and getattr(c, "_writer", 1) is None):
+                break  # the first attempt is over (refused or dropped): it is being retried
+            await asyncio.sleep(0.05)
+        if getattr(self.client, "connected", False):
+            status = f"ready: PBX connected, {self.status_line()}"
+        else:
+            status = f"ready: PBX login failing, retrying; {self.status_line()}"
+        self._ready.set()
+        systemd.notify(f"READY=1\nSTATUS={status}")
+        log.info("textbackd_ready", status=status)
+
+    def watchdog_healthy(self) -> bool:
+        """Ping the watchdog only when a restart would not help: loop alive (we run on it),
+        the PBX and outbox tasks still running, unwritten calls within bounds."""
+        tasks_alive = all(not t.done() for t in self._tasks.values())
+        return tasks_alive and len(self.unwritten) < self.MAX_UNWRITTEN
+
+    def oldest_due_age(self, now: float) -> float:
+        if self.store is None:
+            return 0.0
+        try:
+            oldest = self.store.oldest_due(now)
+        except Exception:  # noqa: BLE001
+            return 0.0
+        return max(0.0, now - oldest) if oldest is not None else 0.0
+
+    def _ops_tick(self, now: float) -> None:
+        """Housekeeping for operations: depth, write probe, unwritten calls, retention."""
+        assert self.store is not None
+        try:
+            self.outbox_depth_cached = self.store.outbox_depth()
+        except Exception:  # noqa: BLE001
+            pass
+        self._flush_unwritten()
+        if self.unwritten:
+            self.store_ok = False
+        else:
+            try:
+                self.store.probe_write()
+                self.store_ok = True
+            except StoreError as e:
+                if self.store_ok:
+                    log.error("store_not_writable", error=str(e))
+                self.store_ok = False
+        days = self.config.store.retention_days
+        if days and self.store_ok and now - self.last_retention_at >= 3600:
+            from textbackd.retention import purge
+
+            self.last_retention_at = now
+            try:
+                counts = purge(self.store, now - days * 86400, now=now)
+            except StoreError as e:
+                log.error("retention_failed", error=str(e))
+            else:
+                for table, n in counts.items():
+                    if n:
+                        self.metrics.retention_deleted.labels(table).inc(n)
+                if any(counts.values()):
+                    log.info("retention_purged", days=days, **counts)
+
+    def _store_refused(self, call: Call, e: StoreError) -> None:
+        if self.store_ok:
+            log.error("store_not_writable", error=str(e))
+        self.store_ok = False
+        self.unwritten.append(call)
+        log.error("call_held_in_memory", call=call.id, held=len(self.unwritten), error=str(e))
+        if len(self.unwritten) >= self.MAX_UNWRITTEN:
+            log.critical("too_many_unwritten_calls", held=len(self.unwritten), effect="stopping with status 1")
+            self.exit_code = 1
+            self.stop()
+
+    def _flush_unwritten(self) -> None:
+        """Write the calls the store refused earlier, oldest first; stop at the first failure."""
+        if not self.unwritten or self.store is None or self.outbox is None:
+            return
+        held, self.unwritten = self.unwritten, []
+        for i, call in enumerate(held):
+            try:
+                out = self.pipeline.handle_call(call, self.clock())
+            except StoreError:
+                self.unwritten = held[i:]
+                return
+            if out.new:
+                self.metrics.calls.labels(str(call.direction), str(call.outcome)).inc()
+                self._aftercare_call(call, out)
+        log.info("unwritten_calls_stored", count=len(held))
+        self.store_ok = True
+        self.outbox.wake()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file; apply policy, messages, lines, business, follow-ups.
+
+        Calls in progress live in the tracker, which is not touched. A file that
+        does not load is refused (file, key and reason logged) and the old
+        config stays. Changes to sections that need a restart are logged.
+        """
+        from dataclasses import replace
+
+        from textbackd import config as cfgmod
+
+        old = self.config
+        systemd.notify("RELOADING=1")
+        try:
+            new = cfgmod.load(old.source)
+        except ConfigError as e:
+            log.error("reload_refused", file=e.file, key=e.key, reason=e.reason, effect="keeping the running config")
+            self.metrics.reloads.labels("refused").inc()
+            systemd.notify(f"READY=1\nSTATUS=reload refused ({e}); {self.status_line()}")
+            return
+        except Exception as e:  # noqa: BLE001 - an unreadable file must not stop the daemon
+            log.error("reload_refused", file=old.source, reason=str(e), effect="keeping the running config")
+            self.metrics.reloads.labels("refused").inc()
+            systemd.notify(f"READY=1\nSTATUS=reload refused; {self.status_line()}")
+            return
+        restart = [k for k in ("pbx", "store", "senders", "http", "email", "logging")
+                   if getattr(new, k) != getattr(old, k)]
+        if restart:
+            log.warning("reload_needs_restart", sections=restart, effect="these sections keep their running values")
+        merged = replace(old, policy=new.policy, messages=new.messages, lines=new.lines,
+                         business=new.business, followups=new.followups)
+        self.config = merged
+        for part in (self.pipeline, self.conversations, self.followups, self.notifier):
+            if part is not None and hasattr(part, "config"):
+                part.config = merged
+        if self.outbox is not None:
+            self.outbox.max_attempts = merged.policy.max_attempts
+            self.outbox.retry_base = merged.policy.retry_base_seconds
+            self.outbox.wake()
+        self.metrics.reloads.labels("applied").inc()
+        log.info("config_reloaded", file=old.source, restart_needed=restart or None)
+        systemd.notify(f"READY=1\nSTATUS=reloaded; {self.status_line()}")
+
+    async def _healthz(self, request: Any) -> Any:
+        from aiohttp import web
+
+        body = health(self, self.clock())
+        return web.json_response(body, status=200 if body["ok"] else 503)
+
+    async def _metrics_page(self, request: Any) -> Any:
+        from aiohttp import web
+
+        from textbackd.metrics import CONTENT_TYPE
+
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
     # -- replies, follow-ups and staff e-mail (issue 8) ---------------------------------

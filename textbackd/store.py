@@ -628,6 +628,11 @@ class Store:
 
     # -- housekeeping -----------------------------------------------------------------
 
+    def probe_write(self) -> None:
+        """Write one page (the header, unchanged) to prove the disk takes writes; StoreError if not."""
+        with self.tx():
+            self._write(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
     def size_bytes(self) -> int:
         if self.path == ":memory:":
             return 0
