@@ -148,6 +148,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX emails_due ON emails(state, next_try);
     """,
+    # 1 → 2: the policy's per-prefix and global hourly caps (pipeline.history) and retention's purge
+    # select texts by `created` alone; without this index each of them scans every text ever stored
+    # (bench/bench_pipeline.py: 10,000 texts, 1.7 ms → 0.2 ms per history lookup)
+    """
+    CREATE INDEX IF NOT EXISTS messages_created ON messages(created);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
