@@ -142,6 +142,7 @@ async def test_healthz_and_metrics_on_the_listener(tmp_path, sim):
     assert re.search(r'^textbackd_modem_signal_dbm\{sender="modem1"\} -\d+', metrics, re.M)
     assert "textbackd_pbx_reconnects_total 0.0" in metrics
     assert status2 == 503 and body2["checks"]["a_sender_healthy"] is False
+    assert "2125550105" not in log.read_text()  # log_numbers = "masked" (the default): never a full number
 
 
 async def test_sighup_reloads_templates_and_refuses_a_bad_file(tmp_path, sim):

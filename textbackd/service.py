@@ -232,7 +232,8 @@ class Daemon:
             self.metrics.calls.labels(str(call.direction), str(call.outcome)).inc()
             log.info(
                 "call_finished", call=call.id, direction=str(call.direction), outcome=str(call.outcome),
-                caller=mask(call.caller, self.config.logging.log_numbers), did=call.did,
+                caller=mask(call.caller, self.config.logging.log_numbers),
+                did=call.did if str(call.direction) == "inbound" else mask(call.did, self.config.logging.log_numbers),
                 decision=getattr(out.decision, "reason", None) or ("text" if out.decision else None),
             )
             self.outbox.wake()

@@ -19,5 +19,6 @@ def run(args: argparse.Namespace) -> int:
     from textbackd.service import Daemon
 
     cfg = load_config(args)
-    asyncio.run(Daemon(cfg).run())
-    return 0
+    daemon = Daemon(cfg)
+    asyncio.run(daemon.run())
+    return daemon.exit_code  # 1 when calls could not be stored (read-only disk): systemd restarts us
