@@ -558,6 +558,12 @@ class Assembled:
     timestamp: datetime
     parts: int
     complete: bool
+    ref: int = -1  # concatenation reference (-1 for a single-part text)
+    total: int = 1
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.sender, self.ref, self.total)
 
 
 @dataclass
@@ -593,17 +599,17 @@ class Reassembler:
         if len(g.parts) < g.total:
             return None
         del self._groups[key]
-        return self._join(key[0], g, True)
+        return self._join(key, g, True)
 
     def expire(self, now: float) -> list[Assembled]:
         out = []
         for key, g in list(self._groups.items()):
             if now - g.first_seen >= self.max_age:
                 del self._groups[key]
-                out.append(self._join(key[0], g, False))
+                out.append(self._join(key, g, False))
         return out
 
     @staticmethod
-    def _join(sender: str, g: _Group, complete: bool) -> Assembled:
+    def _join(key: tuple[str, int, int], g: _Group, complete: bool) -> Assembled:
         text = _fix_surrogates("".join(g.parts[k] for k in sorted(g.parts)))
-        return Assembled(sender, text, g.timestamp, len(g.parts), complete)
+        return Assembled(key[0], text, g.timestamp, len(g.parts), complete, key[1], key[2])
