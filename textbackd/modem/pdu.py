@@ -263,14 +263,9 @@ def encode_submit(
         if info.encoding == "gsm7":
             dcs = 0x00
             septets = sms.encode_gsm7(part)
-            if udh:
-                fill = (7 - (len(udh) * 8) % 7) % 7
-                udh_septets = (len(udh) * 8 + fill) // 7
-                ud = udh + pack7(septets, fill)
-                udl = udh_septets + len(septets)
-            else:
-                ud = pack7(septets)
-                udl = len(septets)
+            fill = (7 - (len(udh) * 8) % 7) % 7 if udh else 0
+            ud = udh + pack7(septets, fill)
+            udl = (len(udh) * 8 + fill) // 7 + len(septets)
         else:
             dcs = 0x08
             body = part.encode("utf-16-be")
