@@ -208,3 +208,25 @@ async def test_broken_config_names_file_and_key(tmp_path):
     assert code == 1
     assert out.splitlines()[0].startswith("FAIL  config") and "pbx.port" in out
     assert "fix: edit" in out and "pbx reachable" not in out
+
+
+async def test_freeswitch_event_socket_checks(tmp_path):
+    """With kind = "freeswitch": the right password passes login, permissions and events; a wrong one fails with the fix."""
+    from pathlib import Path
+
+    from textbackd.freeswitch.replay_server import EslReplayServer, load_capture
+
+    blocks = load_capture(Path(__file__).parent / "data" / "freeswitch" / "traces" / "01-answered.esl.gz")
+    outs = {}
+    async with EslReplayServer(blocks, password="s3cret-pw") as srv:
+        for pw in ("s3cret-pw", "wrong-pw"):
+            cfg = tmp_path / f"{pw}.toml"
+            cfg.write_text(f'[pbx]\nkind = "freeswitch"\nport = {srv.port}\npassword = "{pw}"\n'
+                           f'[business]\nname = "A"\n[store]\npath = "{tmp_path / "t.db"}"\n')
+            outs[pw] = await doctor(str(cfg))
+    code, out = outs["s3cret-pw"]
+    assert verdict(out, "pbx login").startswith("OK") and verdict(out, "pbx permissions").startswith("OK")
+    assert verdict(out, "pbx events").startswith("OK")
+    assert code == 1  # no sender configured
+    code, out = outs["wrong-pw"]
+    assert verdict(out, "pbx login").startswith("FAIL") and "event_socket.conf.xml's `password`" in out

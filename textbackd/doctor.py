@@ -100,16 +100,23 @@ async def _read_frame(reader: asyncio.StreamReader, timeout: float) -> dict[str,
     return out
 
 
+async def _connect(cfg: cfgmod.Config, where: str, timeout: float, fix: str):
+    """(reader, writer), or the failed ``pbx reachable`` Result."""
+    try:
+        return await asyncio.wait_for(asyncio.open_connection(cfg.pbx.host, cfg.pbx.port), timeout)
+    except (OSError, TimeoutError) as e:
+        why = "no answer in time" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        return Result("pbx reachable", False, f"{where}: cannot connect ({why})", fix)
+
+
 async def _ami(cfg: cfgmod.Config, timeout: float) -> list[Result]:
     p = cfg.pbx
     where = f"AMI {p.host}:{p.port}"
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(p.host, p.port), timeout)
-    except (OSError, TimeoutError) as e:
-        why = "no answer in time" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-        return [Result("pbx reachable", False, f"{where}: cannot connect ({why})",
-                       "is Asterisk running with manager.conf `enabled = yes`, `port`/`bindaddr` matching "
-                       "[pbx] host/port, and no firewall in between?")]
+    conn = await _connect(cfg, where, timeout, "is Asterisk running with manager.conf `enabled = yes`, "
+                          "`port`/`bindaddr` matching [pbx] host/port, and no firewall in between?")
+    if isinstance(conn, Result):
+        return [conn]
+    reader, writer = conn
     out = []
     events: list[dict[str, str]] = []
     try:
@@ -179,13 +186,11 @@ async def _esl(cfg: cfgmod.Config, timeout: float) -> list[Result]:
 
     p = cfg.pbx
     where = f"FreeSWITCH event socket {p.host}:{p.port}"
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(p.host, p.port), timeout)
-    except (OSError, TimeoutError) as e:
-        why = "no answer in time" if isinstance(e, TimeoutError) else (e.strerror or str(e))
-        return [Result("pbx reachable", False, f"{where}: cannot connect ({why})",
-                       "is mod_event_socket loaded (event_socket.conf.xml listen-ip/listen-port = [pbx] host/port, "
-                       "apply-inbound-acl allowing this host)?")]
+    conn = await _connect(cfg, where, timeout, "is mod_event_socket loaded (event_socket.conf.xml listen-ip/"
+                          "listen-port = [pbx] host/port, apply-inbound-acl allowing this host)?")
+    if isinstance(conn, Result):
+        return [conn]
+    reader, writer = conn
     parser = EslParser()
     frames: list = []
     out: list[Result] = []
