@@ -45,7 +45,8 @@ class Harness:
     def __init__(
         self, config: Config, port: int, *, fail_first: bool = False, event_format: str = "plain", **pbx: Any
     ) -> None:
-        pbx_cfg = replace(config.pbx, port=port, reconnect_min=0.05, reconnect_max=0.2, connect_timeout=5.0, **pbx)
+        pbx = {"connect_timeout": 5.0, **pbx}
+        pbx_cfg = replace(config.pbx, port=port, reconnect_min=0.05, reconnect_max=0.2, **pbx)
         self.tracker = FsTracker(replace(config, pbx=pbx_cfg))
         self.calls: list[Call] = []
         self.events: list[str] = []
@@ -157,6 +158,29 @@ async def test_api_and_bgapi_replies(config: Config, busy: list) -> None:
         assert "is ready" in await h.client.api("status")
         assert (await h.client.api("nonsense")).startswith("-ERR")
         assert await h.client.bgapi("originate user/1001 &park()") == "+OK\n"
+        assert h.client._session is not None and h.client._session.jobs == {}
+
+
+async def test_close_while_waiting_for_the_banner_returns_promptly(config: Config) -> None:
+    """A socket that never sends the banner does not keep ``run()`` alive after ``close()``."""
+    accepted = asyncio.Event()
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # until the client goes away
+        writer.close()
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        h = Harness(config, port, connect_timeout=30.0)
+        task = asyncio.create_task(h.client.run())
+        await asyncio.wait_for(accepted.wait(), 10)
+        await h.client.close()
+        await asyncio.wait_for(task, 10)
+        assert not h.client.connected and h.client.sessions == 1
+    finally:
+        server.close()
 
 
 async def test_connection_refused_is_retried(config: Config) -> None:

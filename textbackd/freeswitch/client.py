@@ -120,7 +120,8 @@ class FsClient:
         self._session: _Session | None = None
         self._closing = False
         self._established = False
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # cuts a reconnect wait short
+        self._closed = asyncio.Event()  # ends a running session
 
     # ------------------------------------------------------------------ public
 
@@ -158,6 +159,7 @@ class FsClient:
     async def close(self) -> None:
         self._closing = True
         self._wake.set()
+        self._closed.set()
         s = self._session
         if s is not None:
             with contextlib.suppress(Exception):
@@ -175,13 +177,18 @@ class FsClient:
     async def bgapi(self, command: str, timeout: float | None = None) -> str:
         """Run ``bgapi <command>``; returns the BACKGROUND_JOB result body."""
         s = self._need_session()
-        reply = await s.command(f"bgapi {command}", timeout or self.config.connect_timeout)
-        if not reply.ok:
+        job = ""
+
+        async def expect(reply: Frame) -> None:  # run by the reader, before the BACKGROUND_JOB can arrive
+            nonlocal job
+            if reply.ok:
+                job = reply.headers.get("Job-UUID") or reply.reply_text.rsplit(" ", 1)[-1]
+                s.jobs[job] = asyncio.get_running_loop().create_future()
+
+        reply = await s.command(f"bgapi {command}", timeout or self.config.connect_timeout, on_reply=expect)
+        if not reply.ok or job not in s.jobs:
             raise PbxProtocolError(f"bgapi refused: {reply.reply_text[:80]}")
-        job = reply.headers.get("Job-UUID") or reply.reply_text.rsplit(" ", 1)[-1]
-        fut = s.jobs.get(job)
-        if fut is None:
-            fut = s.jobs[job] = asyncio.get_running_loop().create_future()
+        fut = s.jobs[job]
         try:
             return await asyncio.wait_for(fut, timeout or self.config.connect_timeout)
         finally:
@@ -204,6 +211,9 @@ class FsClient:
             raise PbxConnectionError(f"{cfg.host}:{cfg.port}: connect timed out") from None
         except OSError as e:
             raise PbxConnectionError(f"{cfg.host}:{cfg.port}: {e.strerror or e}") from None
+        if self._closing:
+            writer.close()
+            return
         s = _Session(reader, writer)
         self._session = s
         self.parser = s.parser
@@ -211,6 +221,7 @@ class FsClient:
         reading = asyncio.create_task(self._read_loop(s), name="esl-read")
         watchdog = asyncio.create_task(self._watchdog(s), name="esl-watchdog")
         snapshot: asyncio.Task[None] | None = None
+        closing: asyncio.Task[bool] | None = None
         try:
             await self._login(s)
             self._established = True
@@ -220,16 +231,19 @@ class FsClient:
                 "pbx_connected", host=cfg.host, port=cfg.port, session=self.sessions, format=self.event_format, gap_seconds=gap
             )
             snapshot = asyncio.create_task(self._snapshot(s), name="esl-snapshot")
-            tasks = {reading, watchdog, snapshot}
+            closing = asyncio.create_task(self._closed.wait(), name="esl-closing")
+            tasks = {reading, watchdog, snapshot, closing}
             while True:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                if closing in done:
+                    return
                 for t in done:
                     t.result()  # raises the reason the session ended
                     if t is not snapshot:
                         raise PbxConnectionError("session ended")
                 tasks.discard(snapshot)
         finally:
-            tasks = {reading, watchdog} | ({snapshot} if snapshot is not None else set())
+            tasks = {reading, watchdog} | {t for t in (snapshot, closing) if t is not None}
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -316,11 +330,8 @@ class FsClient:
         event = event_of(frame)
         if event is None:
             return
-        if event.get("Event-Name") == "BACKGROUND_JOB":
-            job = event.get("Job-UUID", "")
-            fut = s.jobs.get(job)
-            if fut is None and job:
-                fut = s.jobs[job] = asyncio.get_running_loop().create_future()
+        if event.get("Event-Name") == "BACKGROUND_JOB":  # ours, or another ESL client's (they are broadcast)
+            fut = s.jobs.get(event.get("Job-UUID", ""))
             if fut is not None and not fut.done():
                 fut.set_result(event.get("_body", ""))
         await self._deliver(event, self.clock())
