@@ -52,6 +52,10 @@ def test_every_labelled_call_is_reproduced(capture: str, config: Config) -> None
         else:
             assert lab["reason"] == str(c.direction)
         assert ("after_hours" in c.notes) == lab["after_hours"], lab["call_id"]
+        if "queue" in lab.get("kind", "") or lab["reason"] == "queue_abandon" or capture.startswith(("09", "10")):
+            assert c.queue == "support@default", lab["call_id"]
+        if lab["reason"] == "voicemail":
+            assert c.voicemail_box is not None, lab["call_id"]
         assert c.started <= c.ended
 
 
@@ -216,6 +220,14 @@ def test_failed_ringing_outcomes(config: Config, cause: str, disposition: str, o
         [trunk_create(), ev("CHANNEL_EXECUTE", A, Application="bridge", Application__Data="user/1001"), hangup(A, cause, variable_originate_disposition=disposition)],
     )
     assert c.outcome is outcome and c.missed
+
+
+def test_withheld_number_request_is_noted(config: Config) -> None:
+    """A caller whose number FreeSWITCH was asked to hide keeps the number but carries a privacy note."""
+    create = trunk_create()
+    create["Caller-Privacy-Hide-Number"] = "true"
+    (c,) = run(FsTracker(config), [create, hangup(A, "ORIGINATOR_CANCEL")])
+    assert c.caller == "+12125550123" and "privacy_hide_number" in c.notes
 
 
 def test_direction_from_configured_trunk_pattern_and_contexts() -> None:

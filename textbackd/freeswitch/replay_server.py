@@ -119,6 +119,7 @@ class EslReplayServer:
         blocks: list[Block],
         *,
         password: str = "ClueCon",
+        secret: str | None = None,  # the AmiReplayServer spelling, so tests can build either server alike
         host: str = "127.0.0.1",
         port: int = 0,
         speed: float = 0.0,
@@ -129,7 +130,7 @@ class EslReplayServer:
         channels: list[dict[str, str]] | None = None,
     ) -> None:
         self.blocks = blocks
-        self.password = password
+        self.password = password if secret is None else secret
         self.host = host
         self.port = port
         self.speed = speed

@@ -398,6 +398,8 @@ class FsTracker:
             dest=e.get("Caller-Destination-Number", ""),
             last_at=at,
         )
+        if e.get("Caller-Privacy-Hide-Number") == "true":
+            self._calls[uuid].notes.append("privacy_hide_number")  # the caller asked to withhold it
 
     def _answer(self, e: Mapping[str, str], at: float) -> None:
         uuid = e.get("Unique-ID")
