@@ -253,3 +253,19 @@ def test_real_trace_in_any_chunk_size_equals_one_shot(busy_hour_head: bytes, ste
     """The real 01-answered capture fed in any fixed chunk size frames exactly like one read."""
     one = frames_of(busy_hour_head)
     assert [(f.headers, f.body) for f in frames_of(busy_hour_head, step)] == [(f.headers, f.body) for f in one]
+
+
+def test_recorded_recv_segmentation_frames_like_one_read() -> None:
+    """05-busy fed in the exact recv() chunks FreeSWITCH's socket delivered gives the one-read frames."""
+    data = gzip.decompress((DATA / "traces" / "05-busy.esl.gz").read_bytes())
+    chunks = [
+        (int(off), int(length))
+        for off, length in (line.split("\t")[1:3] for line in (DATA / "traces" / "05-busy.chunks").read_text().splitlines() if line and not line.startswith("#"))
+    ]
+    assert sum(n for _, n in chunks) == len(data)
+    p = EslParser()
+    got: list[Frame] = []
+    for off, n in chunks:
+        got += p.feed(data[off : off + n])
+    assert [(f.headers, f.body) for f in got] == [(f.headers, f.body) for f in frames_of(data)]
+    assert p.stats.skipped == 0 and p.buffered == 0
