@@ -139,7 +139,7 @@ class EslParser:
                 self._skip("header_block_too_large", size=idx - pos)
                 pos = idx + sep
                 continue
-            headers = parse_header_block(bytes(buf[pos:idx]).decode("utf-8", "replace"), decode=False)
+            headers = _outer_headers(buf[pos:idx])
             pos = idx + sep
             if not headers:
                 self._skip("no_headers")
@@ -178,6 +178,20 @@ class EslParser:
         self._headers = None
         self._need = 0
         return []
+
+
+def _outer_headers(block: bytearray) -> dict[str, str]:
+    """An outer header block; the common ``Content-Length``/``Content-Type`` pair without the general parser."""
+    text = block.decode("utf-8", "replace")
+    if "\r" not in text:
+        try:
+            headers = dict(line.split(": ", 1) for line in text.split("\n"))  # type: ignore[misc]
+        except ValueError:
+            pass
+        else:
+            if all(" " not in k and "=" not in k and k for k in headers):
+                return headers
+    return parse_header_block(text, decode=False)
 
 
 def _decode_outer(headers: dict[str, str]) -> dict[str, str]:
