@@ -83,6 +83,9 @@ class ModemSender:
         self.validity: timedelta | None = timedelta(days=1)  # a text-back is stale after a day
         self.reassembly_max_age = 3600.0
         self.settle_time = 0.2  # after the ESC that opens init, late bytes are dropped
+        # False for one-shot CLI use: leave texts on the SIM and the indication mode alone, so a
+        # `textbackd send` while the daemon is stopped does not eat replies meant for the daemon.
+        self.receive = True
         self.state = "stopped"  # stopped | connecting | ready | down
         self.reason = ""
         self.info: dict[str, Any] = {}
@@ -348,7 +351,10 @@ class ModemSender:
             self._attempted.set()
             log.info("modem_ready", sender=self.name, device=self.device, **_loggable(self.info))
             self.inbox_checked.clear()
-            self._spawn(self._read_stored())
+            if self.receive:
+                self._spawn(self._read_stored())
+            else:
+                self.inbox_checked.set()
             await self._lost.wait()
             self._ready.clear()
             await self._close_link()
@@ -398,11 +404,11 @@ class ModemSender:
         if not fin.ok:
             await self._cmd('AT+CPMS="ME","ME","ME"')
         self.cnmi = ""
-        for choice in CNMI_CHOICES:
+        for choice in CNMI_CHOICES if self.receive else ():
             if (await self._cmd(f"AT+CNMI={choice}")).ok:
                 self.cnmi = choice
                 break
-        if not self.cnmi:
+        if not self.cnmi and self.receive:
             log.warning("modem_no_cnmi", sender=self.name, hint="new texts are only read at start")
         await self._cmd("AT+CREG=1")
         fin = await self._cmd("AT+CREG?")
@@ -509,7 +515,9 @@ class ModemSender:
                 log.warning("modem_urc_failed", sender=self.name, urc=urc.name if urc else None, error=str(e))
 
     async def _handle_urc(self, urc: Urc) -> None:
-        if urc.name == "CMTI":
+        if not self.receive:
+            log.debug("modem_urc_ignored", sender=self.name, urc=urc.line[:60])
+        elif urc.name == "CMTI":
             args = urc.args
             if len(args) >= 2 and args[1].isdigit():
                 await self._read_one(int(args[1]), args[0] or "SM")

@@ -1,0 +1,97 @@
+"""`textbackd modem-info`: what the modem says about itself, its SIM and the network.
+
+Reads the device of the first ``kind = "modem"`` sender (or ``--sender``, or
+``--device`` — which works without a configuration file too), runs the same init
+as the daemon (PIN from the configuration, entered at most once) and prints maker,
+model, firmware, the IMEI's last digits, SIM state, operator, registration and
+signal in dBm. Texts waiting on the SIM are left there for the daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+
+from textbackd import config as cfgmod
+from textbackd import log
+from textbackd.errors import ConfigError, TextbackError
+from textbackd.senders import NullSink
+
+NAME = "modem-info"
+HELP = "show modem, SIM, operator, registration and signal (dBm)"
+
+FIELDS = (
+    ("maker", "maker"),
+    ("model", "model"),
+    ("firmware", "firmware"),
+    ("imei_tail", "IMEI (last digits)"),
+    ("sim", "SIM"),
+    ("operator", "operator"),
+    ("registration", "registration"),
+    ("signal_dbm", "signal (dBm)"),
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", metavar="DEV", help="serial device (default: the modem sender's device)")
+    p.add_argument("--sender", metavar="NAME", help="which modem sender of the configuration (default: the first)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of lines")
+
+
+def _config(args: argparse.Namespace) -> cfgmod.Config:
+    try:
+        cfg = cfgmod.load(cfgmod.resolve_path(args.config))
+    except ConfigError:
+        if not args.device or args.config:
+            raise
+        # --device alone: no configuration needed.
+        cfg = cfgmod.parse({"business": {"name": "modem-info"}}, env={})
+    log.setup(args.log_level or cfg.logging.level, cfg.logging.format)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    modems = [s for s in cfg.senders if s.kind == "modem"]
+    if args.sender:
+        try:
+            sc = cfg.sender(args.sender)
+        except KeyError:
+            raise ConfigError(f"no sender named {args.sender!r}", file=cfg.source) from None
+        if sc.kind != "modem":
+            raise TextbackError(f"sender {args.sender!r} is a {sc.kind} sender, not a modem")
+    elif modems:
+        sc = modems[0]
+    elif args.device:
+        sc = cfgmod.SenderConfig(name="modem", kind="modem", device=args.device)
+    else:
+        raise TextbackError(f"{cfg.source}: no modem sender configured; give --device /dev/ttyUSB0")
+    if args.device:
+        sc = dataclasses.replace(sc, device=args.device)
+    status = asyncio.run(_probe(sc, cfg))
+    if status["state"] != "ready":
+        print(f"textbackd modem-info: {sc.device}: {status['reason'] or status['state']}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"device": sc.device, **{k: status.get(k) for k, _ in FIELDS}}))
+    else:
+        print(f"device: {sc.device}")
+        for key, label in FIELDS:
+            val = status.get(key)
+            print(f"{label}: {'unknown' if val in (None, '') else val}")
+    return 0
+
+
+async def _probe(sc: cfgmod.SenderConfig, cfg: cfgmod.Config) -> dict:
+    from textbackd.modem.sender import ModemSender
+
+    sender = ModemSender(sc, cfg)
+    sender.receive = False
+    await sender.start(NullSink())
+    try:
+        return sender.status()
+    finally:
+        await sender.close()
