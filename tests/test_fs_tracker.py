@@ -188,6 +188,16 @@ def test_bridge_to_a_loopback_voicemail_leg_is_not_an_answer(config: Config) -> 
     assert c.outcome is Outcome.VOICEMAIL and c.voicemail_left and c.voicemail_box == "1009" and c.missed
 
 
+def test_hung_up_call_waiting_for_a_silent_loopback_leg_is_reported_by_expire(config: Config) -> None:
+    """When a loopback leg never reports its hangup, the call still comes out two minutes after the caller left."""
+    tracker = FsTracker(config)
+    events = [trunk_create(), bleg("lba", "", channel="loopback/voicemail-a"), hangup(A, variable_originate_disposition="SUCCESS")]
+    assert run(tracker, events, t0=1000.0) == []
+    assert tracker.expire(1060.0) == []
+    (c,) = tracker.expire(1200.0)
+    assert c.outcome is Outcome.VOICEMAIL and "loopback_leg_lingered" in c.notes
+
+
 def test_fifo_abort_is_a_queue_abandon(config: Config) -> None:
     """A caller who leaves a mod_fifo queue (``fifo::info`` abort) is a queue abandon."""
     (c,) = run(

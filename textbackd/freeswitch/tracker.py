@@ -99,6 +99,7 @@ _UNAVAILABLE = {
 }
 _NOT_EVIDENCE = {"LOSE_RACE", "PICKED_OFF", "", "NONE", "SUCCESS", "NORMAL_CLEARING", "NORMAL_UNSPECIFIED"}
 
+LOOPBACK_LINGER = 120.0  # seconds a hung-up call waits for its loopback legs before being reported anyway
 RESYNC_GRACE = 30.0  # seconds a call missing from a resync may still get its own hangup
 
 RING, VOICEMAIL, QUEUE, IVR = "ring", "voicemail", "queue", "ivr"
@@ -242,7 +243,10 @@ class FsTracker:
                 c.notes.append("ended_while_disconnected")
                 out.append(self._finish(c, now, unknown=c.answered_at is None))
         for uuid, c in list(self._calls.items()):
-            if now - c.last_at > self._expiry:
+            if c.hangup is not None and now - c.last_at > LOOPBACK_LINGER:
+                c.notes.append("loopback_leg_lingered")  # the caller is gone; its loopback leg never reported
+                out.append(self._finish(c, c.ended if c.ended is not None else c.last_at, unknown=False))
+            elif now - c.last_at > self._expiry:
                 c.notes.append("expired")
                 out.append(self._finish(c, c.last_at, unknown=c.hangup is None))  # ended: last sign of life
         cutoff = now - 3600.0
@@ -558,13 +562,8 @@ class FsTracker:
             return Outcome.VOICEMAIL
         if c.voicemail_left:
             return Outcome.VOICEMAIL
-        if c.stage == QUEUE or c.queue_abandoned:
-            if c.queue_abandoned or h.get("variable_cc_cause") == "cancel" or h.get("variable_fifo_status") in (
-                "ABORTED",
-                "TIMEOUT",
-            ):
-                return Outcome.QUEUE_ABANDON
-            return Outcome.QUEUE_ABANDON
+        if c.stage == QUEUE or c.queue_abandoned or h.get("variable_cc_cause") == "cancel":
+            return Outcome.QUEUE_ABANDON  # left the queue (BREAK_OUT, TIMEOUT, fifo abort...) with nobody answering
         if c.stage == IVR or h.get("variable_last_app") == "ivr":
             return Outcome.IVR_ABANDON
         cause = h.get("Hangup-Cause", "")
