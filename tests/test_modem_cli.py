@@ -7,10 +7,19 @@ import sys
 from io import StringIO
 
 import pytest
+import structlog
 from smspdudecoder.easy import read_outgoing_sms
 from smspdudecoder.fields import SMSSubmit
 
 from textbackd import cli
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """The commands configure structlog on capsys' stderr; later tests must not log into a closed file."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
