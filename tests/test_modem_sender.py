@@ -338,3 +338,50 @@ async def test_two_modems_one_down_fails_fast_other_sends(sim, tmp_path):
     finally:
         await down.close()
         await up.close()
+
+
+@pytest.mark.parametrize("profile", ["huawei", "sim800", "quectel"])
+async def test_each_simulated_modem_family_sends_and_receives(tmp_path, profile):
+    """Huawei, SIM800 (bare > prompt) and Quectel styles all send a UCS-2 text and deliver a reply."""
+    sim = ModemSimulator(link=str(tmp_path / "ttyUSB0"), profile=profile)
+    await sim.start()
+    sink = Sink()
+    sender = await started(sim, sink)
+    try:
+        res = await sender.send("+12125550116", "Merci, à bientôt 😊")
+        assert res.encoding == "ucs2" and sim.received[0].text == "Merci, à bientôt 😊"
+        await sim.incoming("+12125550116", "ok")
+        await sink.wait_for(lambda: sink.texts)
+        assert sink.texts[0].text == "ok"
+    finally:
+        await sender.close()
+        await sim.stop()
+
+
+async def test_slow_network_answer_after_the_pdu_is_waited_for(sim):
+    """A +CMGS that comes after the command timeout (the network is slow) still counts: no false unknown."""
+    sender = await started(sim)
+    sender.command_timeout = 0.3
+    sender.submit_timeout = 30.0
+    try:
+        sim.cmgs_delay = 1.0
+        res = await sender.send("+12125550117", "hello")
+        assert res.references == (str(sim.received[0].references[0]),)
+    finally:
+        await sender.close()
+
+
+async def test_modem_reboot_is_noticed_and_reinitialised(tmp_path):
+    """A modem that reboots by itself (echo on, PIN needed again) is re-initialised and sends again."""
+    sim = ModemSimulator(link=str(tmp_path / "ttyUSB0"), pin="1234")
+    await sim.start()
+    sender = await started(sim, pin="1234")
+    try:
+        n = len(sim.commands)
+        await sim.reboot()
+        await until(lambda: "AT+CNMI=2,1,0,1,0" in sim.commands[n:] and sender.state == "ready" and not sender._op_lock.locked())
+        assert sum(c.startswith("AT+CPIN=") for c in sim.commands) == 2  # a fresh boot asks again: correct PIN, re-entered
+        assert (await sender.send("+12125550118", "back")).segments == 1
+    finally:
+        await sender.close()
+        await sim.stop()

@@ -198,6 +198,17 @@ class ModemSimulator:
 
     # -- control API -------------------------------------------------------------------
 
+    def urc(self, line: str, data: str | None = None) -> None:
+        """Send an unsolicited line now (between responses)."""
+        self._urc(line, data)
+
+    async def reboot(self) -> None:
+        """The modem resets itself (power glitch, firmware watchdog): echo back on, SIM locked again, boot URC."""
+        self._reset_settings()
+        self._pin_ok = self.pin is None
+        self._pdu_len = None
+        self._urc({"huawei": "^BOOT:12345,0,0,0,72", "sim800": "RDY", "quectel": "RDY"}[self.profile])
+
     def fail_next_send(self, cms: int) -> None:
         """The next AT+CMGS answers ``+CMS ERROR: <cms>`` (queue several for several sends)."""
         self._fail_sends.append(cms)
