@@ -97,6 +97,7 @@ class Daemon:
         self.exit_code = 0
         self.last_retention_at = 0.0
         self._tasks: dict[str, asyncio.Task] = {}
+        self._retrying: asyncio.Task | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -361,10 +362,19 @@ class Daemon:
         self.store_ok = False
         self.unwritten.append(call)
         log.error("call_held_in_memory", call=call.id, held=len(self.unwritten), error=str(e))
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.create_task(self._retry_unwritten(), name="unwritten")
         if len(self.unwritten) >= self.MAX_UNWRITTEN:
             log.critical("too_many_unwritten_calls", held=len(self.unwritten), effect="stopping with status 1")
             self.exit_code = 1
             self.stop()
+
+    async def _retry_unwritten(self) -> None:
+        delay = 0.5
+        while self.unwritten and not self._stop.is_set():
+            await asyncio.sleep(delay)
+            self._flush_unwritten()
+            delay = min(10.0, delay * 2)
 
     def _flush_unwritten(self) -> None:
         """Write the calls the store refused earlier, oldest first; stop at the first failure."""
