@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import aiohttp
 from hypothesis import HealthCheck, given, settings
@@ -13,9 +12,9 @@ from hypothesis import strategies as st
 from textbackd import config as config_mod
 from textbackd.ami.frames import AmiParser
 from textbackd.listener import Listener
-from textbackd.model import DeliveryReport, IncomingText
 from textbackd.modem import at
 from textbackd.sms_gateways.base import dlr_token
+from test_listener import Sink, free_port
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SECRET = "fuzz-secret-1234"
@@ -89,24 +88,6 @@ def test_modem_value_parsers_never_crash(line):
 
 
 # --- webhooks -------------------------------------------------------------------------------
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.texts: list[IncomingText] = []
-        self.reports: list[DeliveryReport] = []
-
-    async def incoming(self, text: IncomingText) -> None:
-        self.texts.append(text)
-
-    async def delivery_report(self, report: DeliveryReport) -> None:
-        self.reports.append(report)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 ROUTES = [
