@@ -203,3 +203,50 @@ def test_any_text_round_trips_through_both_decoders(text):
             # ours: SMS pads with zeros, python-gsmmodem's vectors too); nothing else may differ.
             assert any(c in sms.GSM7_EXTENSION for c in p.text)
             assert theirs.startswith(p.text) and set(theirs[len(p.text):]) <= {"@"}
+
+
+GAMMU = DATA / "gammu"
+
+
+def _cmgr_pdu(path: pathlib.Path) -> str:
+    from textbackd.modem.at import AtEngine, Command, Final
+
+    raw = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    engine = AtEngine()
+    engine.start(Command(raw.split(b"\r\n")[0].decode()))
+    [fin] = [e for e in engine.feed(raw) if isinstance(e, Final)]
+    assert fin.ok and fin.lines[0].startswith("+CMGR:")
+    return fin.lines[1]
+
+
+def test_real_cmgr_captures_from_gammu_decode():
+    """Real AT+CMGR captures (gammu tests/at-sms) go through the AT engine and decode; the odd ones fail cleanly."""
+    decoded = {}
+    failed = []
+    for f in sorted((GAMMU / "at-sms").glob("*.dump")):
+        try:
+            decoded[f.name] = pdu.decode(_cmgr_pdu(f))
+        except pdu.PduError:
+            failed.append(f.name)
+    assert failed == ["20.dump"]  # a garbled first octet
+    assert len(decoded) == 35
+    assert decoded["03.dump"].text == "Ok sir"
+    assert decoded["10.dump"].text == "Tèätrc @ £."
+    assert decoded["04.dump"].sender == "O2_"  # quoted PDU, alphanumeric sender (as smspdudecoder reads it)
+    assert isinstance(decoded["30.dump"], pdu.StatusReport)
+    assert sum(isinstance(m, pdu.StatusReport) for m in decoded.values()) == 5
+
+
+def test_malformed_captures_from_gammu_raise_only_pdu_error():
+    """Garbled PDUs real modems returned (non-hex, truncated, reserved types) raise PduError, or keep what is readable."""
+    files = sorted((GAMMU / "at-sms-failing").glob("*.dump"))
+    assert len(files) == 10
+    refused = []
+    for f in files:
+        try:
+            msg = pdu.decode(_cmgr_pdu(f))  # anything but PduError propagates and fails the test
+        except pdu.PduError:
+            refused.append(f.name)
+        else:
+            assert f.name == "01.dump" and msg.text  # truncated user data: the septets that are there
+    assert len(refused) == 9

@@ -236,7 +236,6 @@ _URC_PREFIXES: tuple[tuple[str, str], ...] = (
     ("+CFUN:", "CFUN"),
     ("+QIND:", "QIND"),
     ("+QUSIM:", "QUSIM"),
-    ("+CPMS:", "CPMS"),
     ("+WIND:", "WIND"),
     ("+ZDONR", "ZDONR"),
     ("+ZPASR", "ZPASR"),

@@ -422,9 +422,8 @@ def _user_data(buf: bytes, pos: int, dcs: int, udhi: bool) -> tuple[str, str, Co
         count = udl - hdr_septets
         if count < 0:
             raise PduError("user data length shorter than its header")
-        if -(-udl * 7 // 8) > len(ud):
-            raise PduError("user data shorter than its length says")
-        septets = unpack7(ud, udl)[hdr_septets:]
+        # Real modems return PDUs cut short (gammu at-sms/41): keep the septets that are there.
+        septets = unpack7(ud, min(udl, len(ud) * 8 // 7))[hdr_septets:]
         return sms.decode_gsm7(septets), "gsm7", concat
     body = ud[hdr_len:udl]  # a too-long UDL (seen on real modems) just takes what is there
     if alphabet == "ucs2":
@@ -436,7 +435,7 @@ def _user_data(buf: bytes, pos: int, dcs: int, udhi: bool) -> tuple[str, str, Co
 
 def decode(pdu_hex: str) -> Deliver | StatusReport | Submit:
     """Decode a PDU as a modem gives it (SMSC field first). Raises ``PduError``."""
-    s = pdu_hex.strip()
+    s = pdu_hex.strip().strip('"')  # some modems quote it (gammu at-sms/04)
     try:
         buf = binascii.unhexlify(s)
     except (binascii.Error, ValueError):

@@ -304,7 +304,7 @@ class ModemSender:
             elif isinstance(ev, Stray):
                 if ev.line.upper().startswith("+CMGS:"):
                     log.warning("modem_late_cmgs", sender=self.name, line=ev.line)
-                else:
+                elif "CPIN=" not in ev.line.upper():  # a late echo of AT+CPIN="…" must not log the PIN
                     log.debug("modem_stray_line", sender=self.name, line=ev.line[:80])
 
     def _on_lost(self, reason: str) -> None:
