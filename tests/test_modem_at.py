@@ -183,3 +183,33 @@ def test_signal_and_registration_helpers():
     assert at.csq_dbm(21) == -71 and at.csq_dbm(99) is None
     assert at.creg_stat(['+CREG: 2,1,"00C3","0010"']) == 1
     assert at.creg_stat(["+CREG: 5"]) == 5
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_SESSION = (
+    b"AT+CMGS=23\r\r\n\r\n+CMTI: \"SM\",4\r\n\r\n> "
+    b"0011000B912121550501F10000AA0AE8329BFD4697D9EC37\x1a\r\n"
+    b"\r\n^RSSI:17\r\n\r\n+CMGS: 64\r\n\r\nOK\r\n"
+    b"\r\n+CDS: 25\r\n079119890400202306400C91197909913764511090718384225110907183252200\r\n"
+)
+
+
+def _run_chunks(cuts: list[int]) -> list:
+    e = AtEngine()
+    e.start(Command("AT+CMGS=23", "0011000B912121550501F10000AA0AE8329BFD4697D9EC37"))
+    events, last = [], 0
+    for c in sorted(set(cuts)) + [len(_SESSION)]:
+        events += e.feed(_SESSION[last:c])
+        last = c
+    return events
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=len(_SESSION)), max_size=30))
+def test_any_split_of_the_byte_stream_gives_the_same_events(cuts):
+    """However the serial reads split a send session, the engine yields the same write, URCs and final."""
+    assert _run_chunks(cuts) == _run_chunks([])
+    names = [type(ev).__name__ for ev in _run_chunks(cuts)]
+    assert names == ["Urc", "Write", "Urc", "Final", "Urc"]
