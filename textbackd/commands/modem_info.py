@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         sc = dataclasses.replace(sc, device=args.device)
     status = asyncio.run(_probe(sc, cfg))
     if status["state"] != "ready":
-        print(f"textbackd modem-info: {sc.device}: {status['reason'] or status['state']}", file=sys.stderr)
+        print(f"textbackd modem-info: {status['reason'] or sc.device + ': ' + status['state']}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps({"device": sc.device, **{k: status.get(k) for k, _ in FIELDS}}))
