@@ -207,3 +207,9 @@ def test_late_event_of_a_hung_up_leg_does_not_keep_the_call_open():
     calls = [c for e, at in events for c in tracker.feed(e, at)]
     assert [(c.outcome, c.notes) for c in calls] == [(Outcome.BUSY, ())]
     assert tracker.open_calls == 0
+
+
+def test_freepbx_cid_prefix_does_not_replace_the_callers_name():
+    """The caller name stays what the carrier sent, not FreePBX's prefixed rewrite ('Appts' + name)."""
+    (call,) = replay_calls(DATA / "asterisk-freepbx" / "23-fpbx-queue-local-abandon.ami.gz", CFG, "asterisk")
+    assert call.caller_name == "Lucas Gray"

@@ -503,7 +503,9 @@ class AmiTracker:
         if not call.cid_num and num:
             call.cid_num = num
         name = _clean_name(ev.get("CallerIDName"))
-        if name and (num == call.cid_num or not num):
+        # the name the carrier delivered wins: FreePBX rewrites it with route prefixes ("Appts" + name);
+        # a later name only fills in a missing one (a CNAM lookup)
+        if name and not call.cid_name and (num == call.cid_num or not num):
             call.cid_name = name
         return None
 
