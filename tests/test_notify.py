@@ -265,3 +265,41 @@ async def test_the_worker_sends_queued_mail_in_the_background(store, smtp):
     notifier.stop()
     await task
     assert [m["Subject"] for _, _, m in inbox.mails] == ["hello"]
+
+
+def test_config_refuses_a_receive_listen_that_is_not_host_port():
+    """[email] receive_listen must be host:port; the error names the key."""
+    with pytest.raises(config.ConfigError, match="email.receive_listen"):
+        make_cfg(25, receive_listen="8026")
+
+
+async def test_smtp_login_uses_the_password_from_a_file_and_never_logs_it(store, tmp_path, capsys):
+    """username + password_file log in to the SMTP server (AUTH PLAIN); the secret is in no log line."""
+    from aiosmtpd.smtp import AuthResult
+
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"s3cret-smtp", handled=False)
+
+    inbox = Inbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=free_port(), authenticator=authenticator,
+                     auth_require_tls=False, auth_exclude_mechanism=["LOGIN"])
+    ctl.start()
+    (tmp_path / "pw").write_text("s3cret-smtp\n")
+    try:
+        cfg = make_cfg(ctl.port, username="textbackd", password_file=str(tmp_path / "pw"))
+        notifier = Notifier(store, cfg, clock=Clock(T0.timestamp()))
+        notifier.queue("reply", "with login", "b")
+        assert await notifier.send_due() == 1
+        bad = make_cfg(ctl.port, username="textbackd", password="wrong")
+        notifier = Notifier(store, bad, clock=Clock(T0.timestamp()), smtp_timeout=5)
+        notifier.queue("reply", "bad login", "b")
+        assert await notifier.send_due() == 0
+    finally:
+        ctl.stop()
+    assert logins[0] == (b"textbackd", b"s3cret-smtp") and len(inbox.mails) == 1
+    row = store.db.execute("SELECT state, last_error FROM emails WHERE subject='bad login'").fetchone()
+    assert row["state"] == "queued" and "refused the login" in row["last_error"]  # an admin can fix it: retried
+    assert "s3cret-smtp" not in capsys.readouterr().out and "wrong" not in row["last_error"]

@@ -745,6 +745,8 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         raise e.error("starttls", "choose tls (implicit, port 465) or starttls, not both")
     if email.escalate_after and parse_duration(email.escalate_after) is None:
         raise e.error("escalate_after", f'{email.escalate_after!r} is not a delay like "4h"')
+    if email.receive_listen and not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}", email.receive_listen):
+        raise e.error("receive_listen", f"{email.receive_listen!r} is not host:port (e.g. 127.0.0.1:8026)")
     e.done()
 
     lg = root.table("logging")
