@@ -303,3 +303,24 @@ async def test_smtp_login_uses_the_password_from_a_file_and_never_logs_it(store,
     row = store.db.execute("SELECT state, last_error FROM emails WHERE subject='bad login'").fetchone()
     assert row["state"] == "queued" and "refused the login" in row["last_error"]  # an admin can fix it: retried
     assert "s3cret-smtp" not in capsys.readouterr().out and "wrong" not in row["last_error"]
+
+
+async def test_digest_mode_mails_each_past_hour_with_missed_calls_once(store, smtp):
+    """notify = digest: no mail per call, one mail listing the past hour's missed calls, and none for a quiet hour."""
+    ctl, inbox = smtp
+    cfg = make_cfg(ctl.port, notify="digest")
+    clock = Clock(T0.timestamp() + 600)
+    notifier = Notifier(store, cfg, clock=clock)
+    p = Pipeline(store, cfg)
+    for cid, caller in (("1.1", CALLER), ("1.2", "+12125550135")):
+        call = missed(cid, caller, at=T0 + timedelta(minutes=10))
+        assert notifier.on_call(call, p.handle_call(call, clock())) is None
+    clock.t = T0.timestamp() + 3600 + 5  # 16:00:05 New York: the 15:00-16:00 hour is over
+    assert notifier.check_digest(clock.t) == 1
+    assert notifier.check_digest(clock.t + 60) == 0
+    assert notifier.check_digest(clock.t + 3600) == 0  # 16:00-17:00 had no missed call
+    await notifier.send_due()
+    (_, _, msg), = inbox.mails
+    assert msg["Subject"] == "2 missed call(s) in the last hour"
+    body = msg.get_content()
+    assert "Maria Garcia ((212) 555-0134) → 2125550100: went to voicemail; text scheduled" in body
