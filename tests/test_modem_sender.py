@@ -385,3 +385,14 @@ async def test_modem_reboot_is_noticed_and_reinitialised(tmp_path):
     finally:
         await sender.close()
         await sim.stop()
+
+
+async def test_close_during_a_send_ends_the_send_at_once(sim):
+    """Closing the sender while a send waits for the modem ends that send with SenderUnavailableError."""
+    sender = await started(sim)
+    sim.silent = True
+    task = asyncio.create_task(sender.send("+12125550119", "hi"))
+    await until(lambda: any(c.startswith("AT+CMGS") for c in sim.commands))
+    await sender.close()
+    with pytest.raises(SenderUnavailableError):
+        await asyncio.wait_for(task, WAIT)

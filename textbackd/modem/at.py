@@ -392,9 +392,10 @@ class AtEngine:
             if self._cur is not None and self._cur.phase == "await_prompt":
                 stripped = self._buf.lstrip(b"\r\n")
                 if stripped.startswith(b">"):
-                    # The prompt: "> ", ">" or "> <echo>". Whatever follows on this line is echo.
-                    nl = _line_end(stripped)
-                    self._buf = stripped[nl:] if nl is not None else b""
+                    # The prompt: "> ", ">" or "> <echo>". What follows it on the line (the echoed
+                    # PDU, possibly arriving in later reads) is dropped as echo once the line is whole.
+                    rest = stripped[1:]
+                    self._buf = rest[1:] if rest.startswith(b" ") else rest
                     self._cur.phase = "payload_sent"
                     out.append(Write(self._cur.command.payload.encode("ascii") + CTRL_Z))
                     continue
@@ -452,8 +453,8 @@ class AtEngine:
             return True
         if cur.phase == "payload_sent" and cur.command.payload:
             body = line.lstrip("> ").rstrip("\x1a").strip()
-            if body and _HEX.match(body) and body.upper() in cur.command.payload.upper():
-                return True
+            if not body or (_HEX.match(body) and body.upper() in cur.command.payload.upper()):
+                return True  # the echoed PDU, whole or in pieces, or its lone Ctrl-Z
         return False
 
     @staticmethod

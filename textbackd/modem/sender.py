@@ -132,6 +132,8 @@ class ModemSender:
 
     async def close(self) -> None:
         self._closing = True
+        if self._pending is not None and not self._pending.done():
+            self._pending.set_exception(ModemUnavailableError(f"{self.device}: sender closing"))
         tasks, self._tasks = self._tasks, []
         for t in tasks:
             t.cancel()
