@@ -214,3 +214,37 @@ def test_any_split_of_the_byte_stream_gives_the_same_events(cuts):
     assert _run_chunks(cuts) == _run_chunks([])
     names = [type(ev).__name__ for ev in _run_chunks(cuts)]
     assert names == ["Urc", "Write", "Urc", "Final", "Urc"]
+
+
+def _gsmmodem_sequence(line_no: int) -> list:
+    import json
+
+    seqs = json.loads((TRACES.parent / "python-gsmmodem_test_modem_response_sequences.json").read_text())
+    [seq] = [s for s in seqs if s["line"] == line_no]
+    return seq["value"]
+
+
+def test_zte_urcs_around_prompt_and_cmgs_from_python_gsmmodem():
+    """python-gsmmodem's ZTE sequence (URCs before the prompt and before +CMGS) gives 6 URCs, the write and +CMGS."""
+    before = "".join(_gsmmodem_sequence(1542)).encode()
+    after = "".join(v if isinstance(v, str) else v["template"].format(12) for v in _gsmmodem_sequence(1547)).encode()
+    e = AtEngine()
+    ev = run(e, Command("AT+CMGS=23", "00"), before, after)
+    assert [type(x).__name__ for x in ev] == ["Urc", "Urc", "Write", "Urc", "Urc", "Urc", "Urc", "Final"]
+    assert {x.name for x in ev if isinstance(x, Urc)} == {"ZDONR", "ZPASR"}
+    assert ev[-1].lines == ("+CMGS: 12",)
+
+
+def test_status_report_recorded_from_a_modem_in_python_gsmmodem():
+    """The CMGR status report python-gsmmodem recorded from a real modem decodes to MR 35, delivered, +8/+7 h."""
+    from datetime import datetime, timedelta, timezone
+
+    from textbackd.modem import pdu
+
+    [[lines, _stat, number, mr, *_]] = _gsmmodem_sequence(2217)
+    e = AtEngine()
+    [fin] = run(e, Command("AT+CMGR=1"), "".join(lines).encode())
+    rep = pdu.decode(fin.lines[1])
+    assert (rep.reference, rep.recipient, rep.delivered) == (mr, number, True)
+    assert rep.timestamp == datetime(2016, 10, 30, 4, 59, 44, tzinfo=timezone(timedelta(hours=8)))
+    assert rep.discharge.utcoffset() == timedelta(hours=7)
