@@ -86,6 +86,7 @@ class ModemSender:
         # False for one-shot CLI use: leave texts on the SIM and the indication mode alone, so a
         # `textbackd send` while the daemon is stopped does not eat replies meant for the daemon.
         self.receive = True
+        self.mem = "SM"  # message storage in use ("ME" when the modem has no SIM storage)
         self.state = "stopped"  # stopped | connecting | ready | down
         self.reason = ""
         self.info: dict[str, Any] = {}
@@ -402,9 +403,9 @@ class ModemSender:
             await asyncio.sleep(1.0)  # SIM800 refuses SMS commands until "SMS Ready"
         else:
             raise ModemError(f"{self.device}: modem refuses PDU mode (AT+CMGF=0: {fin.result})")
-        fin = await self._cmd('AT+CPMS="SM","SM","SM"')
-        if not fin.ok:
-            await self._cmd('AT+CPMS="ME","ME","ME"')
+        self.mem = "SM"
+        if not (await self._cmd('AT+CPMS="SM","SM","SM"')).ok and (await self._cmd('AT+CPMS="ME","ME","ME"')).ok:
+            self.mem = "ME"  # no SIM storage (some embedded modules): the modem's own memory
         self.cnmi = ""
         for choice in CNMI_CHOICES if self.receive else ():
             if (await self._cmd(f"AT+CNMI={choice}")).ok:
@@ -420,6 +421,7 @@ class ModemSender:
         if fin.ok and fin.lines:
             with contextlib.suppress(ValueError, IndexError):
                 info["signal_dbm"] = at.csq_dbm(int(at.values(fin.lines[0])[0]))
+        await self._cmd("AT+COPS=3,0")  # operator as a long name, not the numeric MCC/MNC some default to
         fin = await self._cmd("AT+COPS?")
         if fin.ok and fin.lines:
             v = at.values(fin.lines[0])
@@ -542,7 +544,7 @@ class ModemSender:
         async with self._op_lock:
             switched = False
             try:
-                if mem.upper() not in ("SM", "MT"):
+                if mem.upper() not in (self.mem, "MT"):
                     switched = (await self._cmd(f'AT+CPMS="{mem.upper()}"')).ok
                 fin = await self._cmd(f"AT+CMGR={idx}")
                 hexpdu = _pdu_after(fin.lines, "+CMGR:")
@@ -557,7 +559,7 @@ class ModemSender:
                 await self._handle_pdu(hexpdu, idx)
             finally:
                 if switched:
-                    await self._cmd('AT+CPMS="SM","SM","SM"')
+                    await self._cmd(f'AT+CPMS="{self.mem}","{self.mem}","{self.mem}"')
 
     async def _handle_pdu(self, hexpdu: str, idx: int | None) -> None:
         """Decode one stored/announced PDU and hand it on; the SIM copy is deleted once accepted. Holds _op_lock."""

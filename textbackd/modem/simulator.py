@@ -455,7 +455,7 @@ class ModemSimulator:
                     if s.stat == 0:
                         s.stat = 1
             self._respond(lines)
-        elif cmd.startswith(("+CSMS", "+CSCS", "+CVHU", "^CURC", "+CLIP", "+CRC", "+CSDH", "+CFUN")):
+        elif cmd.startswith(("+CSMS", "+CSCS", "+CVHU", "^CURC", "+CLIP", "+CRC", "+CSDH", "+CFUN", "+COPS=")):
             self._respond([])
         else:
             self._respond([], "COMMAND NOT SUPPORT" if self.profile == "huawei" else "ERROR")
