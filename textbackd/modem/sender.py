@@ -322,6 +322,7 @@ class ModemSender:
             self.state = "down"
             self.reason = reason
             self._ready.clear()
+            log.warning("modem_lost", sender=self.name, device=self.device, reason=reason)
 
     async def _close_link(self) -> None:
         link, self._link = self._link, None
@@ -340,7 +341,7 @@ class ModemSender:
                 self._link = await SerialLink.open(self.device, self.sc.baudrate, self._on_data, self._on_lost)
                 async with self._op_lock:
                     await self._init()
-            except ModemError as e:
+            except (ModemError, OSError, ValueError) as e:  # ValueError: pyserial refusing a setting
                 await self._close_link()
                 self._set_down(str(e), delay)
                 self._attempted.set()
@@ -365,10 +366,14 @@ class ModemSender:
             await asyncio.sleep(self.retry_min)
 
     def _set_down(self, reason: str, retry_in: float) -> None:
+        """Report once per new reason (an unplugged modem must not fill the journal every minute)."""
+        repeat = self.state in ("down", "connecting") and reason == self.reason
         self.state = "down"
         self.reason = reason
         self._ready.clear()
-        log.warning("modem_down", sender=self.name, device=self.device, reason=reason, retry_in=retry_in)
+        (log.debug if repeat else log.warning)(
+            "modem_down", sender=self.name, device=self.device, reason=reason, retry_in=retry_in
+        )
 
     async def _init(self) -> None:
         """The init sequence; raises ``ModemError`` when the modem cannot send texts."""
