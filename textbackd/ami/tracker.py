@@ -395,6 +395,13 @@ class AmiTracker:
             # first seen mid-call (resync): its context may have moved on (IVR, queue), its trunk has not
             inbound = True
             call.notes.append("inbound_by_trunk")
+        elif not inbound and real and peer and not self._internal.search(device_of(call.channel)) and (
+            call.cid_num and not self._internal.search(call.cid_num)
+        ):
+            # first seen mid-call by a fresh tracker (restart): a caller channel that is not a phone
+            # (IAX2/carrier-…, PJSIP/mytrunk-…) with an outside number is a call from outside
+            inbound = True
+            call.notes.append("inbound_by_channel")
         call.inbound_hint = inbound
 
     def _is_inbound(self, channel: str, context: str) -> bool:
@@ -446,15 +453,28 @@ class AmiTracker:
 
     def _hangup(self, ev: Event, at: float) -> Call | None:
         linkedid = ev.get("Linkedid", "")
+        uid = ev.get("Uniqueid", "")
         call = self._calls.get(linkedid)
         if call is None:
-            return None
+            if uid != linkedid or linkedid in self._recent:
+                return None
+            # The caller's own channel hangs up on a call we never saw (it ran while we were
+            # reconnecting). Its Hangup still names the caller, context and DID: report the call
+            # (outcome unknown) rather than lose it.
+            call, _ = self._call(ev, at)
+            if call is None:
+                return None
+            call.notes.append("seen_only_at_hangup")
         call.last_at = at
-        uid = ev.get("Uniqueid", "")
+        if uid == call.id and not call.origin_seen:
+            # first met through a leg (after a reconnect): the caller's own channel says who called
+            self._origin(call, ev, True)
         call.chans.pop(uid, None)
         call.gone.add(uid)
-        if not call.chans:
+        if not call.chans and (call.origin_seen or call.id in call.gone):
             return self._close(call, at)
+        # else: only legs were known and they are gone; the originating channel's hangup (or the
+        # resync list, or expiry) ends the call, so it is not closed as a leg-only "internal" call
         return None
 
     def _dialbegin(self, ev: Event, at: float) -> Call | None:

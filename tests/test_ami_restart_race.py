@@ -1,0 +1,83 @@
+"""A restarted daemon joins the AMI stream mid-call: no missed caller may be lost.
+
+After a restart the events flow right after login, before the answer to
+CoreShowChannels, so the tracker meets calls by their middle or only by their
+final Hangup. Swept over cut points of the recorded busy hour, with the resync
+list arriving 0, 3 or 10 events late, every missed inbound call whose caller
+channel hangs up after the cut must still come out as a missed inbound call
+from the right number.
+"""
+
+import json
+import re
+
+import pytest
+
+from textbackd import config
+from textbackd.ami.frames import AmiParser
+from textbackd.ami.replay_server import AmiReplayServer, _frame, builtin_busy_hour
+from textbackd.ami.tracker import AmiTracker
+from e2e import ASTERISK
+
+CFG = config.parse({"business": {"name": "x"}}, env={})
+BLOCKS = builtin_busy_hour()
+LABELS = json.loads((ASTERISK / "18-busy-office-hour.expected.json").read_text())["calls"]
+MISSED = {c["linkedid"]: c for c in LABELS if c["missed"]}
+
+
+def _origin_hangup_index() -> dict[str, int]:
+    out = {}
+    for i, b in enumerate(BLOCKS):
+        if b.data.startswith(b"Event: Hangup"):
+            uid = re.search(rb"Uniqueid: (\S+)", b.data).group(1).decode()
+            lid = re.search(rb"Linkedid: (\S+)", b.data).group(1).decode()
+            if uid == lid:
+                out[lid] = i
+    return out
+
+
+HANGUP_AT = _origin_hangup_index()
+
+
+def restarted_stream(cut: int, late: int) -> bytes:
+    srv = AmiReplayServer(BLOCKS)
+    srv.position = min(cut + late, len(BLOCKS))
+    resync = b"".join(_frame("CoreShowChannel", "", ch) for ch in srv.channels_up())
+    resync += b"Event: CoreShowChannelsComplete\r\nEventList: Complete\r\n\r\n"
+    before = b"".join(b.data for b in BLOCKS[cut : cut + late])
+    after = b"".join(b.data for b in BLOCKS[cut + late :])
+    return b"Event: FullyBooted\r\n\r\n" + before + resync + after
+
+
+@pytest.mark.parametrize("late", [0, 3, 10])
+@pytest.mark.parametrize("cut", range(40, len(BLOCKS), 97))
+def test_no_missed_caller_lost_when_joining_mid_stream(cut, late):
+    """Every missed call still running at the cut is reported as a missed inbound call from its caller."""
+    tracker, parser = AmiTracker(CFG), AmiParser(select=AmiTracker.wants_frame)
+    calls = []
+    for ev in parser.feed(restarted_stream(cut, late)):
+        calls += tracker.feed(ev, 1000.0)
+    calls += tracker.flush(2000.0)
+    got = {c.id: c for c in calls}
+    due = [lid for lid in MISSED if HANGUP_AT.get(lid, -1) >= cut]
+    for lid in due:
+        assert lid in got, f"lost {MISSED[lid]['caller']} (cut {cut}, resync {late} late)"
+        c = got[lid]
+        assert (str(c.direction), c.missed, c.caller) == ("inbound", True, MISSED[lid]["caller"])
+
+
+OFFICE = {c["linkedid"] for c in LABELS if c["direction"] != "inbound"}
+
+
+@pytest.mark.parametrize("late", [0, 10])
+@pytest.mark.parametrize("cut", range(40, len(BLOCKS), 61))
+def test_office_calls_joined_mid_stream_are_never_taken_for_customers(cut, late):
+    """Internal and outbound calls met mid-stream after a restart are never reported as inbound (never texted)."""
+    tracker, parser = AmiTracker(CFG), AmiParser(select=AmiTracker.wants_frame)
+    calls = []
+    for ev in parser.feed(restarted_stream(cut, late)):
+        calls += tracker.feed(ev, 1000.0)
+    calls += tracker.flush(2000.0)
+    for c in calls:
+        if c.id in OFFICE:
+            assert str(c.direction) != "inbound", c
