@@ -49,16 +49,20 @@ def restarted_stream(cut: int, late: int) -> bytes:
     return b"Event: FullyBooted\r\n\r\n" + before + resync + after
 
 
-@pytest.mark.parametrize("late", [0, 3, 10])
-@pytest.mark.parametrize("cut", range(40, len(BLOCKS), 97))
-def test_no_missed_caller_lost_when_joining_mid_stream(cut, late):
-    """Every missed call still running at the cut is reported as a missed inbound call from its caller."""
+def track(cut: int, late: int) -> list:
+    """The calls a fresh tracker reports from the restarted stream, to the end."""
     tracker, parser = AmiTracker(CFG), AmiParser(select=AmiTracker.wants_frame)
     calls = []
     for ev in parser.feed(restarted_stream(cut, late)):
         calls += tracker.feed(ev, 1000.0)
-    calls += tracker.flush(2000.0)
-    got = {c.id: c for c in calls}
+    return calls + tracker.flush(2000.0)
+
+
+@pytest.mark.parametrize("late", [0, 3, 10])
+@pytest.mark.parametrize("cut", range(40, len(BLOCKS), 97))
+def test_no_missed_caller_lost_when_joining_mid_stream(cut, late):
+    """Every missed call still running at the cut is reported as a missed inbound call from its caller."""
+    got = {c.id: c for c in track(cut, late)}
     due = [lid for lid in MISSED if HANGUP_AT.get(lid, -1) >= cut]
     for lid in due:
         assert lid in got, f"lost {MISSED[lid]['caller']} (cut {cut}, resync {late} late)"
@@ -73,11 +77,6 @@ OFFICE = {c["linkedid"] for c in LABELS if c["direction"] != "inbound"}
 @pytest.mark.parametrize("cut", range(40, len(BLOCKS), 61))
 def test_office_calls_joined_mid_stream_are_never_taken_for_customers(cut, late):
     """Internal and outbound calls met mid-stream after a restart are never reported as inbound (never texted)."""
-    tracker, parser = AmiTracker(CFG), AmiParser(select=AmiTracker.wants_frame)
-    calls = []
-    for ev in parser.feed(restarted_stream(cut, late)):
-        calls += tracker.feed(ev, 1000.0)
-    calls += tracker.flush(2000.0)
-    for c in calls:
+    for c in track(cut, late):
         if c.id in OFFICE:
             assert str(c.direction) != "inbound", c
