@@ -38,7 +38,14 @@ def open_trace(path: str | Path) -> bytes:
     return raw
 
 
-def replay_calls(path: str | Path, config: Config, pbx: str | None = None) -> Iterator[Call]:
+def replay_calls(
+    path: str | Path, config: Config, pbx: str | None = None, *, start: float | None = None
+) -> Iterator[Call]:
+    """The calls of a capture in the order they finished.
+
+    ``start`` (epoch seconds) moves the whole capture in time so its first event
+    happens then, e.g. to see how business hours would treat it.
+    """
     kind = pbx or config.pbx.kind
     source = importlib.import_module(_SOURCES[kind])
     if kind != config.pbx.kind:
@@ -47,8 +54,69 @@ def replay_calls(path: str | Path, config: Config, pbx: str | None = None) -> It
         config = replace(config, pbx=replace(config.pbx, kind=kind))
     tracker = make_tracker(config)
     last = 0.0
+    offset: float | None = None
     for event, at in source.read_events(path):
+        if start is not None:
+            if offset is None:
+                offset = start - at
+            at += offset
         last = max(last, at)
         yield from tracker.feed(event, at)
         # expiry is driven by event time, exactly as the daemon drives it by its clock
     yield from tracker.flush(last)
+
+
+def replay_decisions(
+    path: str | Path, config: Config, pbx: str | None = None, *, start: float | None = None
+) -> Iterator[tuple[Call, dict]]:
+    """Each call with what the daemon would have done, in the order the calls finished.
+
+    The policy runs with a throw-away in-memory store, at the time each call ended,
+    and the outbox is simulated in event time: a scheduled text is rechecked at its
+    send time (a call-back answered within the grace cancels it) and then counts as
+    sent for later decisions (dedupe, caps). The dict is ``pipeline.as_action`` plus,
+    for texts, ``sent`` (true) or ``cancelled`` (the recheck's reason).
+    """
+    from textbackd.model import MessageState
+    from textbackd.pipeline import Pipeline, as_action
+    from textbackd.store import Store
+
+    store = Store(":memory:")
+    pipe = Pipeline(store, config)
+    waiting: list[list] = []  # [call, action, message_id or None, resolved]
+
+    def deliver(until: float) -> None:
+        for m in store.due_messages(until, limit=10_000):
+            reason = pipe.recheck(m, m.send_at)
+            entry = next((w for w in waiting if w[2] == m.id), None)
+            if reason:
+                store.transition(m.id, MessageState.CANCELLED, now=m.send_at, detail=reason)
+                if entry:
+                    entry[1]["cancelled"] = reason
+            else:
+                store.transition(m.id, MessageState.SENDING, now=m.send_at)
+                store.transition(m.id, MessageState.SENT, now=m.send_at, sent_at=m.send_at, sender="replay")
+                if entry:
+                    entry[1]["sent"] = True
+            if entry:
+                entry[3] = True
+
+    def ready() -> Iterator[tuple[Call, dict]]:
+        while waiting and waiting[0][3]:
+            call, action, _, _ = waiting.pop(0)
+            yield call, action
+
+    try:
+        for call in replay_calls(path, config, pbx, start=start):
+            now = call.ended.timestamp()
+            deliver(now)
+            yield from ready()
+            out = pipe.handle_call(call, now)
+            action = as_action(out.decision)
+            scheduled = action.get("action") == "text"
+            waiting.append([call, action, out.message_id if scheduled else None, not scheduled])
+            yield from ready()
+        deliver(float("inf"))
+        yield from ready()
+    finally:
+        store.close()

@@ -32,6 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="protocol of the capture (default: pbx.kind of the configuration, else asterisk)",
     )
+    p.add_argument(
+        "--start",
+        metavar="TIME",
+        help="replay as if the capture began at TIME (ISO 8601, e.g. 2026-11-24T19:30-05:00); "
+        "business hours and quiet hours are judged at the shifted times",
+    )
+    p.add_argument(
+        "--calls-only", action="store_true", help="print the reconstructed calls without the policy's decisions"
+    )
     p.add_argument("file", metavar="FILE", help="raw capture (e.g. 01-answered.ami or busy.ami.gz)")
 
 
@@ -44,13 +53,21 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, pbx=replace(cfg.pbx, kind=args.pbx))
     logmod.setup(args.log_level or ("warning" if not args.config else cfg.logging.level), cfg.logging.format, sys.stderr)
     try:
-        from textbackd.replay import replay_calls
+        from textbackd.replay import replay_calls, replay_decisions
 
-        calls = replay_calls(args.file, cfg, cfg.pbx.kind)
-        n = missed = 0
+        start = _parse_start(args.start)
+        n = missed = texts = 0
         out = sys.stdout
-        for call in calls:
-            out.write(json.dumps(call.to_json(), ensure_ascii=False) + "\n")
+        if args.calls_only:
+            results = ((c, None) for c in replay_calls(args.file, cfg, cfg.pbx.kind, start=start))
+        else:
+            results = replay_decisions(args.file, cfg, cfg.pbx.kind, start=start)
+        for call, action in results:
+            obj = call.to_json()
+            if action is not None:
+                obj.update(action)
+                texts += bool(action.get("sent"))
+            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
             n += 1
             missed += call.missed
     except ModuleNotFoundError as e:
@@ -60,5 +77,20 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # `textbackd replay x.ami | head`
         return 0
     out.flush()
-    print(f"replay: {n} calls, {missed} missed", file=sys.stderr)
+    tail = "" if args.calls_only else f", {texts} texted"
+    print(f"replay: {n} calls, {missed} missed{tail}", file=sys.stderr)
     return 0
+
+
+def _parse_start(value: str | None) -> float | None:
+    if not value:
+        return None
+    from datetime import datetime
+
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise TextbackError(f"--start {value!r}: give an ISO 8601 time like 2026-11-24T19:30-05:00") from None
+    if dt.tzinfo is None:
+        raise TextbackError(f"--start {value!r}: add the UTC offset (e.g. -05:00) or Z")
+    return dt.timestamp()
