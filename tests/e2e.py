@@ -82,17 +82,20 @@ def renumber(blocks: list[Block], n: int) -> list[Block]:
     return out
 
 
-def write_config(tmp: Path, *, ami_port: int, device: str, grace: float = 1.0, extra: str = "") -> Path:
+def write_config(
+    tmp: Path, *, ami_port: int, device: str, grace: float = 1.0, extra: str = "", kind: str = "asterisk"
+) -> Path:
+    """A daemon config for the e2e tests; `ami_port` is the PBX port (AMI or event socket)."""
+    login = 'username = "textbackd"\nsecret = "e2e-secret"' if kind == "asterisk" else 'password = "e2e-secret"' 
     today = datetime.now(ZoneInfo("America/New_York")).date().isoformat()
     cfg = tmp / "textbackd.toml"
     cfg.write_text(
         f"""
 [pbx]
-kind = "asterisk"
+kind = "{kind}"
 host = "127.0.0.1"
 port = {ami_port}
-username = "textbackd"
-secret = "e2e-secret"
+{login}
 ping_interval = 5
 reconnect_min = 0.2
 reconnect_max = 1

@@ -1,15 +1,18 @@
 """`textbackd run` as a real process against a replaying AMI server and a modem on a pty."""
 
 import asyncio
+import json
 import os
 import signal
 from collections import Counter
 
 import pytest
 
-from e2e import capture, chain, labels, query, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
+from e2e import DATA, capture, chain, labels, query, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
 from e2e import sim  # noqa: F401 - the modem simulator fixture
 from textbackd.ami.replay_server import AmiReplayServer
+from textbackd.freeswitch.replay_server import EslReplayServer
+from textbackd.freeswitch.replay_server import load_capture as load_esl
 
 pytestmark = pytest.mark.slow
 
@@ -102,3 +105,27 @@ async def test_caller_answered_on_call_back_within_grace_gets_no_text(tmp_path, 
     rows = query(tmp_path / "textbackd.db", "SELECT state, reason FROM messages WHERE to_number=? ORDER BY id", (caller,))
     # the missed call's text was scheduled, then cancelled; the answered call-back needs none
     assert [(r["state"], r["reason"]) for r in rows] == [("cancelled", "answered_callback"), ("skipped", "answered")]
+
+
+FS = DATA / "freeswitch" / "traces"
+
+
+async def test_freeswitch_busy_hour_texts_each_missed_caller_once(tmp_path, sim):
+    """The same daemon with kind = "freeswitch" texts every missed caller of the recorded FreeSWITCH hour once."""
+    calls = json.loads((FS / "18-busy-hour.expected.json").read_text())["calls"]
+    want = {c["caller"] for c in calls if c["missed"]}
+    async with EslReplayServer(load_esl(FS / "18-busy-hour.esl.gz"), password="e2e-secret", speed=30) as srv:
+        cfg = write_config(tmp_path, ami_port=srv.port, device=sim.device, grace=1, kind="freeswitch")
+        proc = await spawn_daemon(cfg, tmp_path / "daemon.log")
+        try:
+            await wait_until(lambda: len(sim.received) >= len(want) and settled(tmp_path / "textbackd.db"),
+                             90, what="all texts sent")
+            await asyncio.sleep(1.5)
+        finally:
+            rc = await stop_daemon(proc)
+    assert rc == 0, (tmp_path / "daemon.log").read_text()[-3000:]
+    got = Counter(m.to for m in sim.received)
+    assert set(got) == want and max(got.values()) == 1
+    assert all(m.text.startswith("Hi, this is Apex Plumbing. Sorry we missed your call.") for m in sim.received)
+    stored = query(tmp_path / "textbackd.db", "SELECT COUNT(*) AS n, SUM(missed) AS m FROM calls")[0]
+    assert (stored["n"], stored["m"]) == (len(calls), len([c for c in calls if c["missed"]]))
