@@ -324,3 +324,42 @@ async def test_digest_mode_mails_each_past_hour_with_missed_calls_once(store, sm
     assert msg["Subject"] == "2 missed call(s) in the last hour"
     body = msg.get_content()
     assert "Maria Garcia ((212) 555-0134) → 2125550100: went to voicemail; text scheduled" in body
+
+
+async def test_a_running_daemon_mails_staff_about_texts_a_crash_left_unknown(tmp_path, smtp):
+    """A text left 'sending' by a crash becomes 'unknown' at the next start and staff get one mail about it."""
+    from textbackd.service import Daemon
+
+    ctl, inbox = smtp
+    db = tmp_path / "d.db"
+    store = Store(db)
+    now = T0.timestamp()
+    mid = store.add_message(to=CALLER, kind="textback", state=MessageState.SCHEDULED, now=now, text="Sorry we missed you")
+    store.transition(mid, MessageState.SENDING, now=now + 1)
+    store.close()
+    cfg = config.parse(
+        {
+            "pbx": {"host": "127.0.0.1", "port": 9, "connect_timeout": 1},
+            "business": {"name": "Apex Plumbing", "timezone": "America/New_York"},
+            "store": {"path": str(db)},
+            "http": {"listen": "127.0.0.1:0"},
+            "email": {"host": "127.0.0.1", "port": ctl.port, "from": "tb@apex.example", "to": list(STAFF),
+                      "starttls": False},
+        },
+        env={},
+    )
+    d = Daemon(cfg, senders=[], handle_signals=False)
+    task = asyncio.create_task(d.run())
+    try:
+        await asyncio.wait_for(d.wait_ready(), 10)
+        for _ in range(200):
+            if inbox.mails:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        d.stop()
+        await asyncio.wait_for(task, 10)
+    (_, _, msg), = inbox.mails
+    assert msg["Subject"] == "1 text(s) with an unknown outcome"
+    assert "(212) 555-0134 (textback): Sorry we missed you" in msg.get_content()
+    assert Store(db).message(mid).state is MessageState.UNKNOWN

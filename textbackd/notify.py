@@ -18,6 +18,7 @@ What gets mailed (``[email] notify``):
 * ``digest``: one mail per hour listing that hour's missed calls (only when there were some);
 * ``escalate_after`` (e.g. ``"4h"``): a text-back that got no reply and no
   call-back in that time is mailed with the whole context, once;
+* texts whose outcome is unknown (interrupted or timed out mid-send, never re-sent blindly): one mail;
 * ``summary = "daily" | "weekly"``: the ``textbackd stats`` table for the
   previous day (sent at 07:00 business time) or week (Mondays 07:00).
 
@@ -39,7 +40,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -52,7 +53,7 @@ from textbackd.config import Config, parse_duration
 from textbackd.errors import EmailError, TextbackError
 from textbackd.model import Call, IncomingText, MessageState
 from textbackd.numbers import mask, normalize
-from textbackd.store import Store, call_key
+from textbackd.store import MessageRow, Store, call_key
 
 log = structlog.get_logger(__name__)
 
@@ -289,6 +290,23 @@ class Notifier:
         subject = f"Missed call from {_who(cfg, number, call.caller_name)}"
         return self.queue("missed_call", subject, "\n".join(body) + "\n",
                           number=number if number.startswith("+") else None, call_id=call_key(call))
+
+    def on_unknown(self, rows: Sequence[MessageRow]) -> int | None:
+        """Texts whose fate is unknown (the process died mid-send, or a send timed out after leaving):
+        textbackd never re-sends them blindly, so staff are told and can check with the caller."""
+        if not (self.enabled and rows):
+            return None
+        cfg = self.config
+        body = [
+            f"{len(rows)} text(s) may or may not have reached the caller (the send was interrupted or timed out after",
+            "it left). textbackd does not send them again on its own, so nobody gets the same text twice.",
+            "If it matters, call or text the caller yourself.",
+            "",
+        ]
+        for m in rows:
+            body.append(f"  {_short_local(cfg, m.updated)}  {_who(cfg, m.to_number)} ({m.kind}): {m.text}")
+        body += ["", "See: textbackd messages --state unknown"]
+        return self.queue("unknown", f"{len(rows)} text(s) with an unknown outcome", "\n".join(body) + "\n")
 
     # -- periodic checks ----------------------------------------------------------------
 

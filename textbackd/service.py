@@ -109,13 +109,15 @@ class Daemon:
         store = self.store
         pipeline = Pipeline(store, cfg)
         self.pipeline = pipeline
-        for m in store.recover_interrupted(self.clock()):
+        unknown = store.recover_interrupted(self.clock())
+        for m in unknown:
             log.warning("text_outcome_unknown_after_restart", message=m.id, to=mask(m.to_number, cfg.logging.log_numbers))
         self.senders = list(self._senders_override) if self._senders_override is not None else [
             build_sender(s.name, cfg) for s in cfg.senders
         ]
         self.followups = Followups(store, cfg, clock=self.clock)
         self.notifier = Notifier(store, cfg, clock=self.clock)
+        self.notifier.on_unknown(unknown)  # staff are told about texts that may not have gone out
         self.outbox = Outbox(
             store,
             self.senders,
@@ -252,6 +254,8 @@ class Daemon:
         if self.followups is not None:
             try:
                 self.followups.on_text_state(m, state)  # schedule follow-ups once a text-back is sent
+                if state is MessageState.UNKNOWN and self.notifier is not None:
+                    self.notifier.on_unknown([self.store.message(m.id)] if self.store else [m])
             except Exception:
                 log.exception("followups_failed", message=m.id)
         if self.on_text is not None:
