@@ -250,3 +250,13 @@ async def test_sweep_schedules_followups_a_crash_left_out(store):
     fu = Followups(store, CFG, clock=clock)
     assert fu.sweep() == 2
     assert fu.sweep() == 0
+
+
+def test_no_followups_after_a_textback_whose_outcome_is_unknown(store):
+    """A text-back that may never have arrived (unknown) gets no 'still need a hand?' follow-up."""
+    clock = Clock(T0.timestamp())
+    out = Pipeline(store, CFG).handle_call(missed("1.1"), clock())
+    store.transition(out.message_id, MessageState.SENDING, now=clock.t + 30)
+    store.transition(out.message_id, MessageState.UNKNOWN, now=clock.t + 31, detail="interrupted_while_sending")
+    fu = Followups(store, CFG, clock=clock)
+    assert fu.schedule(out.message_id) == [] and fu.sweep() == 0

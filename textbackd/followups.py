@@ -45,7 +45,7 @@ log = structlog.get_logger(__name__)
 MAX_TOUCHES = 3  # the text-back plus at most two follow-ups
 FOLLOWUP = "followup"
 TEXTBACK = "textback"
-SENT_STATES = ("sent", "delivered", "unknown")
+SENT_STATES = ("sent", "delivered")  # an "unknown" text-back may never have arrived: no follow-ups
 
 STOP_REASONS = ("opted_out", "replied", "called_back", "answered_callback", "staff_took_over")
 
