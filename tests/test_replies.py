@@ -296,3 +296,12 @@ async def test_opt_out_then_a_new_missed_call_gets_no_text(tmp_path):
     with pytest.raises(Exception, match="opted out"):
         queue_staff_text(store, cfg, CALLER, "hello", now=later.timestamp(), source="cli")
     store.close()
+
+
+async def test_a_reply_to_token_expires_after_30_days(listening):
+    """An answer to a conversation mail older than 30 days is refused at RCPT time."""
+    port, store, cfg, reply_to = listening
+    store.db.execute("UPDATE emails SET created = created - 31 * 86400")
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await reply_by_mail(port, reply_to, "late answer")
+    assert staff_texts(store) == []

@@ -118,7 +118,7 @@ class StaffMailHandler:
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list) -> str:
         token = _token(address)
-        if token is None or find_conversation(self.store, token) is None:
+        if token is None or find_conversation(self.store, token, now=self.clock()) is None:
             return "550 5.1.1 No such conversation: reply to a textbackd e-mail"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -135,7 +135,7 @@ class StaffMailHandler:
         now = self.clock()
         queued = 0
         for rcpt in envelope.rcpt_tos:
-            conv = find_conversation(self.store, _token(rcpt) or "")
+            conv = find_conversation(self.store, _token(rcpt) or "", now=now)
             if conv is None:
                 continue
             number, _ = conv

@@ -520,12 +520,17 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-def find_conversation(store: Store, token: str) -> tuple[str, str | None] | None:
-    """(number, call id) of the conversation a Reply-To token was written for, or None."""
+TOKEN_DAYS = 30  # a Reply-To token answers its conversation for this long
+
+
+def find_conversation(store: Store, token: str, *, now: float | None = None) -> tuple[str, str | None] | None:
+    """(number, call id) of the conversation a Reply-To token was written for (within ``TOKEN_DAYS``), or None."""
     if not _TOKEN.match(token):
         return None
+    now = time.time() if now is None else now
     row = store.db.execute(
-        "SELECT headers FROM emails WHERE json_extract(headers, '$._token') = ? LIMIT 1", (token,)
+        "SELECT headers FROM emails WHERE json_extract(headers, '$._token') = ? AND created >= ? LIMIT 1",
+        (token, now - TOKEN_DAYS * 86400),
     ).fetchone()
     if row is None:
         return None
