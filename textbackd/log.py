@@ -31,9 +31,23 @@ def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now (it can be replaced after set-up)."""
+
+    def write(self, s: str) -> int:
+        return sys.stderr.write(s)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def setup(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
     """Configure structlog and the stdlib root logger once per process."""
-    stream = stream or sys.stderr
+    if stream is None or stream is sys.stderr:
+        stream = _CurrentStderr()
     if fmt == "auto":
         fmt = "json" if under_systemd() or not stream.isatty() else "console"
     lvl = getattr(logging, level.upper(), logging.INFO)
@@ -62,4 +76,4 @@ def setup(level: str = "info", fmt: str = "auto", stream: Any = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(lvl, logging.WARNING), stream=stream, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=max(lvl, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
