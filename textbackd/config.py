@@ -76,6 +76,7 @@ class PbxConfig:
     inbound_contexts: tuple[str, ...] = (
         "from-trunk",
         "from-pstn",
+        "from-pstn-*",  # FreePBX: from-pstn-e164-us, from-pstn-toheader
         "from-did-direct",
         "from-external",
         "from-sip-external",
