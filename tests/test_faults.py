@@ -259,6 +259,7 @@ async def test_sigterm_then_kill_9_during_a_burst_of_200_missed_calls(tmp_path, 
         await wait_until(lambda: len(sim.received) >= 20, 60, what="20 texts")
         assert await stop_daemon(proc) == 0  # SIGTERM: a clean stop
         proc = await spawn_daemon(cfg, log)
+        await wait_until(lambda: srv.sessions >= 2, 30, what="the second session")
         await wait_until(lambda: len(sim.received) >= 50, 60, what="50 texts")
         os.kill(proc.pid, signal.SIGKILL)
         await proc.wait()

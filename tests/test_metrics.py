@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -33,3 +35,30 @@ def test_two_daemons_in_one_process_keep_separate_counts(tmp_path):
     a.metrics.events.inc(5)
     assert "textbackd_pbx_events_total 5.0" in a.metrics.render().decode()
     assert "textbackd_pbx_events_total 0.0" in b.metrics.render().decode()
+
+
+async def test_watchdog_is_withheld_when_a_core_task_died_or_too_many_calls_are_held(tmp_path):
+    """The watchdog ping needs the PBX and outbox tasks alive and fewer than MAX_UNWRITTEN held calls."""
+    d = daemon(tmp_path)
+
+    async def crashed() -> None:
+        raise RuntimeError("boom")
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    alive = asyncio.create_task(forever())
+    dead = asyncio.create_task(crashed())
+    await asyncio.sleep(0)
+    try:
+        d._tasks = {"pbx": alive, "outbox": alive}
+        assert d.watchdog_healthy()
+        d.unwritten = [None] * d.MAX_UNWRITTEN
+        assert not d.watchdog_healthy()
+        d.unwritten = []
+        d._tasks = {"pbx": alive, "outbox": dead}
+        assert not d.watchdog_healthy()
+    finally:
+        alive.cancel()
+        with contextlib.suppress(BaseException):
+            await dead

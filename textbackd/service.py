@@ -304,7 +304,7 @@ class Daemon:
                 break  # the first attempt is over (refused or dropped): it is being retried
             await asyncio.sleep(0.05)
         if getattr(self.client, "connected", False):
-            status = f"ready: PBX connected, {self.status_line()}"
+            status = f"ready: {self.status_line()}"
         else:
             status = f"ready: PBX login failing, retrying; {self.status_line()}"
         self._ready.set()
@@ -430,7 +430,7 @@ class Daemon:
         merged = replace(old, policy=new.policy, messages=new.messages, lines=new.lines,
                          business=new.business, followups=new.followups)
         self.config = merged
-        for part in (self.pipeline, self.conversations, self.followups, self.notifier):
+        for part in (self.pipeline, self.conversations, self.followups, self.notifier, self.listener):
             if part is not None and hasattr(part, "config"):
                 part.config = merged
         if self.outbox is not None:
