@@ -87,9 +87,11 @@ async def test_a_healthy_setup_passes_every_check(tmp_path, sim, smtp):
     """AMI login, permissions and events, the modem's SIM/registration/signal, SMTP login, store and clock all pass: exit 0."""
     email = f'[email]\nhost = "127.0.0.1"\nport = {smtp.port}\nstarttls = false\nfrom = "tb@apex.example"\n' \
             f'to = ["desk@apex.example"]\nusername = "desk"\npassword = "right-password"\n'
+    await sim.incoming("+12125550130", "a reply waiting on the SIM")
     async with AmiReplayServer(capture("05-busy"), secret="doc-secret", speed=0) as srv:
         code, out = await doctor(write(tmp_path, ami_port=srv.port, senders=modem_sender(sim.device), email=email))
     assert code == 0, out
+    assert len(sim.storage) == 1  # doctor leaves texts on the SIM for the daemon
     assert verdict(out, "pbx login").startswith("OK") and "textbackd" in verdict(out, "pbx login")
     assert verdict(out, "pbx permissions").startswith("OK")
     assert verdict(out, "pbx events").startswith("OK")

@@ -295,17 +295,9 @@ async def _modem(cfg: cfgmod.Config, sc: cfgmod.SenderConfig, name: str) -> Resu
     if not os.path.exists(sc.device):
         return Result(name, False, f"{sc.device} does not exist",
                       "plug the modem in; `ls -l /dev/serial/by-id/` shows its stable name for `device`")
-    from textbackd.modem.sender import ModemSender
-    from textbackd.senders import NullSink
+    from textbackd.commands.modem_info import _probe  # the daemon's init; texts on the SIM are left alone
 
-    s = ModemSender(sc, cfg)
-    s.retry_max = 3600  # one attempt is enough here
-    try:
-        await s.start(NullSink())
-        st = s.status()
-    finally:
-        with contextlib.suppress(Exception):
-            await s.close()
+    st = await _probe(sc, cfg)
     if st.get("state") != "ready":
         reason = st.get("reason") or st.get("state")
         fix = "stop the daemon first if it holds the modem (`systemctl stop textbackd`); check the SIM and PIN"
