@@ -85,6 +85,7 @@ class Daemon:
         self.notifier: Notifier | None = None  # staff e-mail (issue 8)
         self.mail_in: Any = None  # staff answers by e-mail (issue 8)
         self.events = 0
+        self._tracker_dirty = False
         self.calls = 0
         self.last_event_at: float | None = None
         self.started_at = clock()
@@ -138,6 +139,7 @@ class Daemon:
                 await s.start(self.conversations)
             except Exception as e:  # a missing modem must not stop the daemon: texts wait in the outbox
                 log.error("sender_start_failed", sender=s.name, error=str(e))
+        self._restore_tracker()
         self.client = make_client(cfg, self._on_event, self.clock)
         await self._start_listener()
         await self._start_mail_in()
@@ -156,11 +158,13 @@ class Daemon:
                 tg.create_task(self._housekeeping(), name="housekeeping")
                 tg.create_task(self.notifier.run(), name="notify")
                 tg.create_task(self._announce_ready(), name="ready")
+                tg.create_task(self._checkpoint_loop(), name="checkpoint")
                 await self._stop.wait()
                 systemd.notify("STOPPING=1")
                 log.info("textbackd_stopping")
                 await self.client.close()
                 client_task.cancel()
+                self._checkpoint(force=True)  # calls in progress survive `systemctl restart`
                 self.outbox.stop()
                 await outbox_task
                 raise _Stopped
@@ -222,6 +226,9 @@ class Daemon:
         self.last_event_at = at
         for call in self.tracker.feed(event, at):
             await self._finished(call)
+        self._tracker_dirty = True
+        if getattr(self.tracker, "urgent", False):
+            self._checkpoint()
 
     async def _finished(self, call: Call) -> None:
         assert self.store is not None and self.outbox is not None
@@ -262,6 +269,34 @@ class Daemon:
             r = self.on_text(m, state, detail)
             if asyncio.iscoroutine(r):
                 await r
+
+    # -- calls in progress survive a crash ----------------------------------------------
+
+    def _restore_tracker(self) -> None:
+        """Calls open when the last process died; the first resync closes those that ended meanwhile."""
+        if not hasattr(self.tracker, "restore") or self.store is None:
+            return
+        saved = self.store.load_tracker_state(self.config.pbx.kind)
+        if saved:
+            n = self.tracker.restore(saved[0])
+            if n:
+                log.warning("calls_restored_after_restart", calls=n, saved_at=saved[1])
+
+    def _checkpoint(self, force: bool = False) -> None:
+        if not hasattr(self.tracker, "snapshot") or self.store is None:
+            return
+        if not (force or self._tracker_dirty):
+            return
+        self._tracker_dirty = False
+        try:
+            self.store.save_tracker_state(self.config.pbx.kind, self.tracker.snapshot(), now=self.clock())
+        except Exception as e:  # a read-only disk is handled (and reported) by the call path
+            log.warning("tracker_checkpoint_failed", error=str(e))
+
+    async def _checkpoint_loop(self, every: float = 0.5) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self._checkpoint()
 
     async def _housekeeping(self) -> None:
         wd = systemd.watchdog_interval()

@@ -154,6 +154,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX IF NOT EXISTS messages_created ON messages(created);
     """,
+    # 2 → 3: the tracker's open calls, so a call in progress when the daemon dies and ending
+    # before it is back is still reported (service.py saves, restores; the resync closes it)
+    """
+    CREATE TABLE tracker_state (
+        pbx      TEXT PRIMARY KEY,
+        snapshot TEXT NOT NULL,     -- JSON list from Tracker.snapshot()
+        saved_at REAL NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -631,6 +640,24 @@ class Store:
             )
         else:
             self._write("UPDATE emails SET state='failed', attempts=attempts+1, last_error=? WHERE id=?", (error, eid))
+
+    # -- tracker state ----------------------------------------------------------------
+
+    def save_tracker_state(self, pbx: str, snapshot: list, *, now: float) -> None:
+        self._write(
+            """INSERT INTO tracker_state (pbx, snapshot, saved_at) VALUES (?,?,?)
+               ON CONFLICT(pbx) DO UPDATE SET snapshot = excluded.snapshot, saved_at = excluded.saved_at""",
+            (pbx, json.dumps(snapshot), now),
+        )
+
+    def load_tracker_state(self, pbx: str) -> tuple[list, float] | None:
+        r = self.db.execute("SELECT snapshot, saved_at FROM tracker_state WHERE pbx = ?", (pbx,)).fetchone()
+        if r is None:
+            return None
+        try:
+            return json.loads(r["snapshot"]), r["saved_at"]
+        except ValueError:
+            return None
 
     # -- housekeeping -----------------------------------------------------------------
 

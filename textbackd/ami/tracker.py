@@ -284,6 +284,7 @@ class AmiTracker:
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._last_sweep: float | None = None
         self._resync: set[str] | None = None  # Uniqueids listed by the running CoreShowChannels
+        self.urgent = False  # something a crash must not lose happened since the last snapshot()
         self.closed = 0
         self.expired = 0
         self._handlers = {
@@ -310,6 +311,47 @@ class AmiTracker:
     @property
     def open_calls(self) -> int:
         return len(self._calls)
+
+    # --- surviving a crash --------------------------------------------------------------
+    #
+    # The daemon saves ``snapshot()`` in its store (at once when ``urgent``: a call was
+    # answered; else every half second) and ``restore()``s it at start, before the client
+    # connects. The resync that follows closes the restored calls Asterisk no longer has:
+    # they ended while we were down, and are reported instead of forgotten.
+
+    def snapshot(self) -> list[dict]:
+        """The open calls as JSON-able dicts; clears ``urgent``."""
+        self.urgent = False
+        out = []
+        for c in self._calls.values():
+            d = {k: getattr(c, k) for k in _Call.__slots__ if k not in ("chans", "gone", "notes")}
+            d["chans"] = {u: [ch.name, ch.up, ch.up_at] for u, ch in c.chans.items()}
+            d["gone"] = sorted(c.gone)
+            d["notes"] = list(c.notes)
+            out.append(d)
+        return out
+
+    def restore(self, snapshot: list[dict]) -> int:
+        """Load calls saved by ``snapshot()`` (from before a restart); returns how many."""
+        n = 0
+        for d in snapshot:
+            try:
+                c = _Call(d["id"], d["started"])
+                for k in _Call.__slots__:
+                    if k in ("chans", "gone", "notes") or k not in d:
+                        continue
+                    setattr(c, k, d[k])
+                for uid, (name, up, up_at) in d.get("chans", {}).items():
+                    ch = c.chans[uid] = _Chan(name)
+                    ch.up, ch.up_at = up, up_at
+                c.gone = set(d.get("gone", ()))
+                c.notes = [*d.get("notes", ()), "restored_after_restart"]
+            except (KeyError, TypeError, ValueError):
+                log.warning("ami.snapshot_entry_skipped")
+                continue
+            self._calls.setdefault(c.id, c)
+            n += 1
+        return n
 
     def feed(self, event: Event, at: float) -> list[Call]:
         name = event.get("Event")
@@ -419,6 +461,7 @@ class AmiTracker:
         if call.answered_at is None:
             call.answered_at = at
             call.answered_by = device_of(chan.name)
+            self.urgent = True  # a crash now must not forget that a human answered
             if call.ring_start is not None and call.ring_end is None:
                 call.ring_end = at
 
@@ -612,6 +655,7 @@ class AmiTracker:
         if call is not None and call.answered_at is None:
             dest = ev.get("DestChannel", "")
             call.answered_at = at
+            self.urgent = True
             call.answered_by = device_of(dest) if dest and not dest.startswith("Local/") else (
                 ev.get("MemberName") or device_of(ev.get("Interface", "")) or None
             )
