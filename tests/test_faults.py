@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,21 @@ def burst(n: int, *, first: int = 0, gap: float = 0.2) -> tuple[list[Block], lis
     base = capture("05-busy")
     calls = [renumber(rewrite(base, BUSY_CALLER, caller(first + i)), first + i) for i in range(n)]
     return chain(*calls, gap=gap), [caller(first + i) for i in range(n)]
+
+
+def overlapping_burst(n: int, *, every: float, stretch: float) -> tuple[list[Block], list[str]]:
+    """``n`` missed calls starting ``every`` recorded seconds apart, each call's own events ``stretch`` times slower,
+    so many ring at once as in a real rush (and no whole call fits in the moment a killed process had not read)."""
+    base = capture("05-busy")
+    t0 = base[0].at
+    out: list[Block] = []
+    callers = []
+    for i in range(n):
+        blocks = renumber(rewrite(base, BUSY_CALLER, caller(i)), i)
+        out += [replace(b, at=i * every + (b.at - t0) * stretch) for b in blocks]
+        callers.append(caller(i))
+    out.sort(key=lambda b: b.at)  # stable: each call keeps its own order
+    return out, callers
 
 
 def config(tmp_path: Path, port: int, device: str, *, senders: str | None = None) -> Path:
@@ -251,11 +267,11 @@ body = {{ to = "{{to}}", text = "{{text}}" }}
 
 async def test_sigterm_then_kill_9_during_a_burst_of_200_missed_calls(tmp_path, sim):
     """200 missed calls (100 callers, each twice): SIGTERM, restart, kill -9, restart; every call decided once, no double text."""
-    blocks, callers = burst(200, first=0, gap=0.05)
+    blocks, callers = overlapping_burst(200, every=0.1, stretch=5)  # ~50 calls ringing at once, 20 new a second
     db = tmp_path / "textbackd.db"
     cfg = config(tmp_path, 0, sim.device)
     log = tmp_path / "daemon.log"
-    async with AmiReplayServer(blocks, secret="e2e-secret", speed=20, resume=True) as srv:
+    async with AmiReplayServer(blocks, secret="e2e-secret", speed=2, resume=True) as srv:
         cfg.write_text(cfg.read_text().replace("port = 0\n", f"port = {srv.port}\n", 1))
         proc = await spawn_daemon(cfg, log)
         await wait_until(lambda: len(sim.received) >= 20, 60, what="20 texts")
