@@ -1,4 +1,6 @@
-"""The HTTP listener: gateway webhooks (replies and delivery reports), later ``/healthz`` and ``/metrics``.
+"""The HTTP listener: gateway webhooks (replies and delivery reports), ``/healthz`` and ``/metrics``.
+
+The daemon always starts it and adds ``/healthz`` and ``/metrics`` (``textbackd.metrics``) with ``add_get``.
 
 Bound to ``[http] listen``. Every webhook route is protected:
 
