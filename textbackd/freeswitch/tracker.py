@@ -35,6 +35,13 @@ Outcome (decided when the a-leg and any loopback legs have hung up):
   ``last_bridge_hangup_cause`` give ``caller_cancel``, ``busy``,
   ``no_answer`` or ``unavailable``. ``LOSE_RACE`` / ``PICKED_OFF`` b-legs
   never count as a no-answer.
+
+Restarts: ``snapshot()`` / ``restore()`` carry the open calls (and their legs)
+across a daemon crash; the ``show channels`` resync then closes the restored
+calls FreeSWITCH no longer has. An a-leg's hangup is enough on its own: one met
+first at its hangup (born while we were down) is still reported, and a bridge to
+a human we did not see (``variable_bridge_epoch`` / ``variable_bridge_channel``)
+still makes the call answered.
 """
 
 from __future__ import annotations
@@ -103,6 +110,19 @@ LOOPBACK_LINGER = 120.0  # seconds a hung-up call waits for its loopback legs be
 RESYNC_GRACE = 30.0  # seconds a call missing from a resync may still get its own hangup
 
 RING, VOICEMAIL, QUEUE, IVR = "ring", "voicemail", "queue", "ivr"
+
+# what a snapshot keeps of an a-leg's hangup event: the headers ``_outcome`` reads
+_HANGUP_KEYS = (
+    "Event-Name",
+    "Hangup-Cause",
+    "variable_last_app",
+    "variable_cc_cause",
+    "variable_originate_disposition",
+    "variable_last_bridge_hangup_cause",
+    "variable_bridge_hangup_cause",
+)
+_SET_FIELDS = ("legs", "loopback_open")
+_LIST_FIELDS = ("bleg_causes", "notes")
 
 
 def cause_outcome(cause: str) -> Outcome | None:
@@ -186,6 +206,7 @@ class FsTracker:
         self._pending_loopback: dict[str, tuple[str, float]] = {}  # twin uuid → (loopback uuid waiting, since)
         self._missing: dict[str, float] = {}  # a-legs absent from the last resync → when
         self._done: dict[str, float] = {}  # recently finished a-legs → when (late events are ignored)
+        self.urgent = False  # a human answered since the last snapshot(): the daemon saves at once
         self.events = 0
 
     # ------------------------------------------------------------------ protocol
@@ -193,6 +214,61 @@ class FsTracker:
     @property
     def open_calls(self) -> int:
         return len(self._calls)
+
+    # ------------------------------------------------------------------ surviving a crash
+    #
+    # The daemon saves ``snapshot()`` in its store (at once when ``urgent``: a human
+    # answered; else every half second) and ``restore()``s it at start, before the client
+    # connects. The resync that follows marks the restored calls FreeSWITCH no longer has,
+    # and ``expire`` closes them after ``RESYNC_GRACE``: ``answered`` when a human had
+    # answered before the crash, else ``unknown`` (a missed call), instead of forgetting them.
+
+    def snapshot(self) -> list[dict]:
+        """The open calls (with their legs) as JSON-able dicts; clears ``urgent``."""
+        self.urgent = False
+        return [self._saved(c) for c in self._calls.values()]
+
+    def _saved(self, c: _Open) -> dict:
+        d = {k: getattr(c, k) for k in _Open.__slots__ if k not in _SET_FIELDS + _LIST_FIELDS + ("hangup",)}
+        for k in _SET_FIELDS:
+            d[k] = sorted(getattr(c, k))
+        for k in _LIST_FIELDS:
+            d[k] = list(getattr(c, k))
+        d["hangup"] = None if c.hangup is None else {k: str(c.hangup[k]) for k in _HANGUP_KEYS if k in c.hangup}
+        d["leg_info"] = {leg: list(self._leg_info.get(leg, ("", ""))) for leg in sorted(c.legs)}
+        return d
+
+    def restore(self, snapshot: list[dict]) -> int:
+        """Load calls saved by ``snapshot()`` (from before a restart); returns how many."""
+        restored = 0
+        for d in snapshot:
+            c, info = self._restored(d)
+            if c is None or c.uuid in self._calls or c.uuid in self._leg_call or c.uuid in self._done:
+                continue
+            self._calls[c.uuid] = c
+            for leg in c.legs:
+                self._leg_call[leg] = c.uuid
+                self._leg_info[leg] = info.get(leg, ("", ""))
+            restored += 1
+        return restored
+
+    @staticmethod
+    def _restored(d: dict) -> tuple[_Open | None, dict[str, tuple[str, str]]]:
+        """A saved call back as an ``_Open`` and its legs' (channel, who); ``None`` for an unreadable entry."""
+        try:
+            c = _Open(**{k: d[k] for k in _Open.__slots__ if k in d and k not in _SET_FIELDS + _LIST_FIELDS + ("hangup",)})
+            c.uuid = str(c.uuid)
+            for k in _SET_FIELDS:
+                setattr(c, k, {str(x) for x in d.get(k, ())})
+            c.bleg_causes = [str(x) for x in d.get("bleg_causes", ())]
+            c.notes = [*map(str, d.get("notes", ())), "restored_after_restart"]
+            h = d.get("hangup")
+            c.hangup = {str(k): str(v) for k, v in h.items()} if isinstance(h, dict) else None
+            info = {str(k): (str(v[0]), str(v[1])) for k, v in (d.get("leg_info") or {}).items()}
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            log.warning("fs.snapshot_entry_skipped")
+            return None, {}
+        return c, info
 
     def feed(self, event: Mapping[str, str], at: float) -> list[Call]:
         self.events += 1
@@ -449,6 +525,7 @@ class FsTracker:
             c.last_at = at
             if c.answered_at is None:
                 c.answered_at = at
+                self.urgent = True  # a crash now must not forget that a human answered
                 c.answered_by = who or (self._calls[y].caller_raw if y in self._calls else None) or y_channel
                 if c.ring_end is None:
                     c.ring_end = at
@@ -505,7 +582,11 @@ class FsTracker:
     def _hangup(self, e: Mapping[str, str], at: float) -> list[Call]:
         uuid = e.get("Unique-ID", "")
         c = self._calls.get(uuid)
+        if c is None and uuid not in self._done and self._call_of(uuid) is None:
+            c = self._joined_at_hangup(e, at)
         if c is not None:
+            if c.answered_at is None:
+                self._bridged_per_hangup(c, e)
             c.hangup = e
             c.ended = at
             c.last_at = at
@@ -518,12 +599,61 @@ class FsTracker:
         c.last_at = at
         cause = e.get("Hangup-Cause", "")
         if cause == "PICKED_OFF":
+            if not c.picked_off and c.answered_at is None:
+                self.urgent = True  # picked up from another phone: answered
             c.picked_off = True
         c.bleg_causes.append(cause)
         if e.get("variable_last_app") == "voicemail" or e.get("variable_current_application") == "voicemail":
             c.stage = VOICEMAIL
         c.loopback_open.discard(uuid)
         return self._maybe_finish(c)
+
+    def _joined_at_hangup(self, e: Mapping[str, str], at: float) -> _Open | None:
+        """An a-leg first met by its hangup (it began and was answered or not while we could not see it).
+
+        Between a (re)connect and the ``show channels`` answer, and for calls born while the
+        daemon was down, the hangup may be all we get; it carries the whole channel, so the
+        caller is still reported rather than lost.
+        """
+        channel = e.get("Channel-Name", "")
+        if e.get("Call-Direction") != "inbound" or not channel or channel.startswith("loopback/"):
+            return None
+        try:
+            started = int(e.get("Caller-Channel-Created-Time") or 0) / 1e6 or at
+        except ValueError:
+            started = at
+        c = _Open(
+            uuid=e.get("Unique-ID", ""),
+            started=min(started, at),
+            channel=channel,
+            context=e.get("Caller-Context", ""),
+            profile=e.get("variable_sofia_profile_name", ""),
+            caller_raw=e.get("Caller-Caller-ID-Number", ""),
+            caller_name=e.get("Caller-Caller-ID-Name", ""),
+            dest=e.get("variable_sip_req_user") or e.get("Caller-RDNIS") or e.get("Caller-Destination-Number", ""),
+            last_at=at,
+        )
+        app = e.get("variable_last_app", "")
+        c.stage = {"voicemail": VOICEMAIL, "callcenter": QUEUE, "fifo": QUEUE, "ivr": IVR, "bridge": RING}.get(app, "")
+        c.notes.append("joined_at_hangup")
+        self._calls[c.uuid] = c
+        return c
+
+    def _bridged_per_hangup(self, c: _Open, e: Mapping[str, str]) -> None:
+        """The a-leg's hangup says it was bridged to a human (a bridge we did not see, e.g. during a gap)."""
+        other = e.get("variable_bridge_channel", "")
+        try:
+            when = float(e.get("variable_bridge_epoch") or 0)
+        except ValueError:
+            when = 0.0
+        if when <= 0 or not other or other.startswith("loopback/"):
+            return
+        c.answered_at = max(when, c.started)
+        c.answered_by = self._leg_info.get(e.get("variable_last_bridge_to", ""), ("", ""))[1] or None
+        self.urgent = True
+        c.notes.append("answer_seen_at_hangup")
+        if c.ring_end is None:
+            c.ring_end = c.answered_at
 
     def _destroy(self, e: Mapping[str, str], at: float) -> list[Call]:
         """A leg gone without its HANGUP_COMPLETE (not subscribed, or lost): close what waits on it."""
