@@ -202,3 +202,17 @@ def test_a_damaged_snapshot_entry_is_skipped_and_the_rest_restored():
     assert again.restore(damaged) == len(saved)
     assert again.restore(saved) == 0  # restoring twice adds nothing
     assert again.open_calls == len(saved)
+
+
+def test_an_a_leg_met_only_at_its_hangup_is_reported():
+    """A caller's a-leg seen only by its hangup is a missed inbound call with caller and DID; lone b-leg hangups and ones without a uuid give nothing."""
+    lab = next(c for c in LABELS if c["call_id"] == "c34")  # unavailable, whole call in a few events
+    hangups = {b.headers["Unique-ID"]: b.headers for b in BLOCKS if b.name == "CHANNEL_HANGUP_COMPLETE"}
+    t = FsTracker(CFG)
+    b_legs = [h for h in hangups.values() if h.get("Call-Direction") == "outbound"]
+    assert b_legs and not any(t.feed(h, 1.0) for h in b_legs)
+    assert t.feed({k: v for k, v in hangups[lab["uuid"]].items() if k != "Unique-ID"}, 2.0) == []
+    (c,) = t.feed(hangups[lab["uuid"]], 3.0)
+    assert (c.id, str(c.direction), c.missed, c.caller, c.did) == (lab["uuid"], "inbound", True, lab["caller"], lab["did"])
+    assert str(c.outcome) == lab["reason"] and "joined_at_hangup" in c.notes
+    assert t.feed(hangups[lab["uuid"]], 4.0) == []  # a repeat is not a second call

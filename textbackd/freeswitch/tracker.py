@@ -616,7 +616,7 @@ class FsTracker:
         caller is still reported rather than lost.
         """
         channel = e.get("Channel-Name", "")
-        if e.get("Call-Direction") != "inbound" or not channel or channel.startswith("loopback/"):
+        if not e.get("Unique-ID") or e.get("Call-Direction") != "inbound" or not channel or channel.startswith("loopback/"):
             return None
         try:
             started = int(e.get("Caller-Channel-Created-Time") or 0) / 1e6 or at
