@@ -117,3 +117,19 @@ def test_calls_in_progress_survive_a_crash_through_the_snapshot(crash, gap):
         answered_before = any(d["id"] == lid and d["answered_at"] for d in saved)
         if answered_before:
             assert c is not None and not c.missed, f"answered call {lid} would be texted"
+
+
+def test_a_new_call_makes_the_tracker_urgent():
+    """A call appearing sets ``urgent`` so the daemon checkpoints it at once; ``snapshot()`` clears it."""
+    t, parser = AmiTracker(CFG), AmiParser(select=AmiTracker.wants_frame)
+    created = 0
+    for ev in parser.feed(b"".join(b.data for b in BLOCKS[:400])):
+        before = t.open_calls
+        t.feed(ev, 1000.0)
+        if t.open_calls > before:
+            created += 1
+            assert t.urgent
+        if t.urgent:
+            t.snapshot()
+            assert not t.urgent
+    assert created >= 3

@@ -157,21 +157,23 @@ def _answered_and_ringing(crash: int) -> tuple[str, str] | None:
 
 
 def test_answering_makes_the_tracker_urgent_and_snapshot_clears_it():
-    """A human answering sets ``urgent`` (the daemon saves at once); ``snapshot()`` clears it; plain events do not set it."""
+    """A new call or a human answering sets ``urgent`` (the daemon saves at once); ``snapshot()`` clears it; other events do not."""
     t = FsTracker(CFG)
     flags = []
     for ev, at in EVENTS_AT:
         if ev is None:
             continue
+        open_before = set(t._calls)
         was = {u for u, c in t._calls.items() if c.answered_at is not None or c.picked_off}
         done = t.feed(ev, at)
         now = {u for u, c in t._calls.items() if c.answered_at is not None or c.picked_off}
         now |= {c.id for c in done if c.answered_at is not None}  # answered by the event that ended it
-        flags.append((bool(now - was), t.urgent))
+        new_call = bool(set(t._calls) - open_before)
+        flags.append((bool(now - was) or new_call, t.urgent))
         if t.urgent:
             t.snapshot()
             assert not t.urgent
-    assert sum(a for a, _ in flags) >= len(ANSWERED)
+    assert sum(a for a, _ in flags) >= len(ANSWERED)  # every answer (and every new call) flagged
     for answered, urgent in flags:
         assert urgent == answered
 

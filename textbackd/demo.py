@@ -55,6 +55,7 @@ def demo_config(workdir: Path, ami_port: int, modem_device: str, grace: float) -
                 "hours": WEEK_OPEN,
             },
             "store": {"path": str(workdir / "textbackd.db")},
+            "http": {"listen": "127.0.0.1:0"},  # any free port: never clash with a running textbackd
             "senders": [{"name": "modem1", "kind": "modem", "device": modem_device, "command_timeout": 5}],
             "policy": {"grace_seconds": grace, "quiet_hours": "send"},
             # the recorded branch office (DID 5550500) was closed: it is closed today for a holiday,

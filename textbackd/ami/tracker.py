@@ -403,6 +403,7 @@ class AmiTracker:
             if not create or linkedid in self._recent:
                 return None, uid
             call = self._calls[linkedid] = _Call(linkedid, at)
+            self.urgent = True  # checkpoint new calls at once: a crash must not forget one that is ringing
             if uid != linkedid:
                 call.notes.append("joined_mid_call")
         call.last_at = at

@@ -467,6 +467,7 @@ class FsTracker:
             return  # a loopback leg of something we do not track
         if e.get("Call-Direction", "inbound") != "inbound":
             return  # FS originated it and nobody we know asked: an API originate, not a caller
+        self.urgent = True  # checkpoint new calls at once: a crash must not forget one that is ringing
         self._calls[uuid] = _Open(
             uuid=uuid,
             started=at,
