@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from textbackd.tcp_server import LoopbackServer
+
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
 
@@ -103,7 +105,7 @@ def _frame(event: str, head: str, fields: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-class AmiReplayServer:
+class AmiReplayServer(LoopbackServer):
     """``async with AmiReplayServer(blocks, secret=...) as srv: srv.port``.
 
     Each new session replays from the start unless ``resume`` is set, in which
@@ -136,27 +138,7 @@ class AmiReplayServer:
         self.sessions = 0
         self.logins = 0
         self.finished = asyncio.Event()
-        self._server: asyncio.base_events.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> AmiReplayServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._session, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._writers):
-                w.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        self._init_server()
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.sessions += 1

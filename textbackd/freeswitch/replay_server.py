@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from textbackd.freeswitch.frames import EslParser, event_of, event_time
+from textbackd.tcp_server import LoopbackServer
 
 DISCONNECT_BODY = b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 
@@ -111,7 +112,7 @@ class _Subscription:
         return b.name in self.names
 
 
-class EslReplayServer:
+class EslReplayServer(LoopbackServer):
     """``async with EslReplayServer(blocks, password="ClueCon") as srv: srv.port``."""
 
     def __init__(
@@ -144,28 +145,8 @@ class EslReplayServer:
         self.logins = 0
         self.commands: list[str] = []
         self.finished = asyncio.Event()
-        self._server: asyncio.base_events.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._init_server()
         self._silent: set[int] = set()
-
-    async def __aenter__(self) -> EslReplayServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._session, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for w in list(self._writers):
-                w.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
 
     def channels_at(self, position: int) -> list[dict[str, str]]:
         """``show channels`` rows for the channels up after the first ``position`` recorded events."""
