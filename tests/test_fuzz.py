@@ -79,12 +79,16 @@ def test_modem_response_parser_survives_any_bytes(data, cuts, line):
 @FUZZ
 @given(st.text(max_size=60))
 def test_modem_value_parsers_never_crash(line):
-    """The +CSQ / +CREG / value helpers answer or raise ValueError for any line, never anything else."""
-    for fn in (lambda: at.values(line), lambda: at.creg_stat([line]), lambda: at.csq_dbm(len(line) % 100)):
-        try:
-            fn()
-        except ValueError:
-            pass
+    """The +CSQ / +CREG / value helpers answer with their documented types for any line, or raise ValueError."""
+    vals = at.values(line)
+    assert isinstance(vals, list) and all(isinstance(v, str) for v in vals)
+    try:
+        stat = at.creg_stat([line])
+    except ValueError:
+        stat = None
+    assert stat is None or isinstance(stat, int)
+    dbm = at.csq_dbm(len(line) % 100)
+    assert dbm is None or -113 <= dbm <= -51  # 27.007: 0 → -113 dBm … 31 → -51 dBm
 
 
 # --- webhooks -------------------------------------------------------------------------------
