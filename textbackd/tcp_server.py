@@ -38,5 +38,14 @@ class LoopbackServer:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
+    async def _end_session(self, writer: asyncio.StreamWriter, streamer: asyncio.Task | None) -> None:
+        """Stop a session's event streamer and close its connection."""
+        if streamer is not None:
+            streamer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await streamer
+        self._writers.discard(writer)
+        writer.close()
+
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         raise NotImplementedError

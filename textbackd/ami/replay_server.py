@@ -15,7 +15,6 @@ replayed as events; the server makes its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gzip
 from dataclasses import dataclass
 from importlib import resources
@@ -188,12 +187,7 @@ class AmiReplayServer(LoopbackServer):
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
-            if streamer is not None:
-                streamer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await streamer
-            self._writers.discard(writer)
-            writer.close()
+            await self._end_session(writer, streamer)
 
     def channels_up(self) -> list[dict[str, str]]:
         """The channels alive at the current replay position, as ``CoreShowChannel`` fields.

@@ -538,7 +538,6 @@ class AmiTracker:
         if call is None:
             return None
         status = ev.get("DialStatus", "")
-        dest = ev.get("DestChannel", "")
         if status == "ANSWER":
             chan = call.chans.get(ev.get("DestUniqueid", ""))
             if chan is not None and chan.up_at is None:

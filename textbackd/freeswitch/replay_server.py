@@ -20,7 +20,6 @@ no replies, socket open) after so many events, like a dead link;
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -244,12 +243,7 @@ class EslReplayServer(LoopbackServer):
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
-            if streamer is not None:
-                streamer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await streamer
-            self._writers.discard(writer)
-            writer.close()
+            await self._end_session(writer, streamer)
 
     async def _stream(self, writer: asyncio.StreamWriter, session: int, sub: _Subscription, fmt: str) -> None:
         start = self.position if self.resume else 0

@@ -403,7 +403,7 @@ class ModemSimulator:
             self.cmgf = int(cmd[6:] or 0)
             self._respond([])
         elif cmd.startswith("+CPMS"):
-            n, nsr = len(self.storage), len(self.sr_storage)
+            n = len(self.storage)
             if cmd.endswith("?"):
                 self._respond([f'+CPMS: "SM",{n},30,"SM",{n},30,"SM",{n},30'])
             else:
