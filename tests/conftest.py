@@ -17,3 +17,14 @@ def _fresh_logging():
 
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+async def sim(tmp_path):
+    """A modem simulator on a pty behind ``tmp_path/modem0``."""
+    from textbackd.modem.simulator import ModemSimulator
+
+    s = ModemSimulator(link=str(tmp_path / "modem0"))
+    await s.start()
+    yield s
+    await s.stop()

@@ -21,22 +21,11 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 
 from textbackd.ami.replay_server import Block, load_capture
-from textbackd.modem.simulator import ModemSimulator
 
 DATA = Path(__file__).parent / "data"
 ASTERISK = DATA / "asterisk"
-
-
-@pytest.fixture
-async def sim(tmp_path):
-    """A modem simulator on a pty behind ``tmp_path/modem0`` (import it into a test module to use it)."""
-    s = ModemSimulator(link=str(tmp_path / "modem0"))
-    await s.start()
-    yield s
-    await s.stop()
 
 
 def capture(name: str) -> list[Block]:

@@ -13,7 +13,6 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from e2e import capture
-from e2e import sim  # noqa: F401 - the modem simulator fixture
 from textbackd.ami.replay_server import AmiReplayServer
 
 

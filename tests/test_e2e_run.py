@@ -9,7 +9,6 @@ from collections import Counter
 import pytest
 
 from e2e import DATA, capture, chain, labels, query, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
-from e2e import sim  # noqa: F401 - the modem simulator fixture
 from textbackd.ami.replay_server import AmiReplayServer
 from textbackd.freeswitch.replay_server import EslReplayServer
 from textbackd.freeswitch.replay_server import load_capture as load_esl

@@ -27,7 +27,6 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from e2e import capture, chain, query, renumber, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
-from e2e import sim  # noqa: F401 - the modem simulator fixture
 from textbackd.ami.replay_server import AmiReplayServer, Block
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,6 @@ from collections import Counter
 import pytest
 
 from e2e import DATA, query, settled, spawn_daemon, stop_daemon, wait_until, write_config
-from e2e import sim  # noqa: F401 - the modem simulator fixture
 from textbackd.freeswitch.replay_server import EslReplayServer, load_capture
 
 pytestmark = pytest.mark.slow

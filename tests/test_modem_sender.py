@@ -46,14 +46,6 @@ def config(*senders: dict):
     )
 
 
-@pytest.fixture
-async def sim(tmp_path):
-    s = ModemSimulator(link=str(tmp_path / "ttyUSB0"))
-    await s.start()
-    yield s
-    await s.stop()
-
-
 async def started(sim, sink=None, **extra) -> ModemSender:
     cfg = config({"name": "modem1", "device": sim.device, **extra})
     sender = build_sender("modem1", cfg)

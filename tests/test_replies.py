@@ -12,7 +12,6 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from e2e import capture, query, renumber, settled, spawn_daemon, stop_daemon, wait_until, write_config
-from e2e import sim  # noqa: F401 - the modem simulator fixture
 from test_followups import Clock
 from test_notify import Inbox, free_port
 from test_kannel import FakeSmsc, kannel, until  # noqa: F401 - a real Kannel for this module

@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 
 from e2e import capture, chain, renumber, rewrite, settled, stop_daemon, wait_until, write_config
-from e2e import sim  # noqa: F401 - the modem simulator fixture
 from textbackd.ami.replay_server import AmiReplayServer
 
 pytestmark = pytest.mark.slow
