@@ -184,9 +184,6 @@ TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
     MessageState.EXPIRED: frozenset(),
 }
 
-OPEN_STATES = (MessageState.SCHEDULED, MessageState.SENDING)
-COUNTED_STATES = ("scheduled", "sending", "sent", "delivered", "unknown")  # texts that went or will go
-
 
 @dataclass(frozen=True, slots=True)
 class MessageRow:
@@ -356,17 +353,6 @@ class Store:
         q += " ORDER BY ended DESC LIMIT ?"
         args.append(limit)
         return self.db.execute(q, args).fetchall()
-
-    def answered_contact_since(self, number: str, since: float) -> float | None:
-        """When the number last spoke to a human after ``since``: it called and was
-        answered, or the office called it and it answered."""
-        row = self.db.execute(
-            """SELECT MAX(COALESCE(answered_at, ended)) FROM calls
-               WHERE outcome = 'answered' AND ended >= ?
-                 AND ((direction = 'inbound' AND caller = ?) OR (direction = 'outbound' AND did = ?))""",
-            (since, number, number),
-        ).fetchone()
-        return row[0]
 
     # -- messages -------------------------------------------------------------------
 
@@ -541,29 +527,6 @@ class Store:
         return self.db.execute(
             "SELECT MIN(send_at) FROM messages WHERE state = 'scheduled' AND send_at <= ?", (now,)
         ).fetchone()[0]
-
-    # -- counts the policy needs ----------------------------------------------------
-
-    def last_textback_at(self, number: str) -> float | None:
-        return self.db.execute(
-            f"""SELECT MAX(created) FROM messages WHERE to_number = ? AND kind = 'textback'
-                AND state IN ({','.join('?' * len(COUNTED_STATES))})""",
-            (number, *COUNTED_STATES),
-        ).fetchone()[0]
-
-    def count_texts(self, *, since: float, number: str | None = None, prefix: str | None = None) -> int:
-        q = f"SELECT COUNT(*) FROM messages WHERE created >= ? AND state IN ({','.join('?' * len(COUNTED_STATES))})"
-        args: list[Any] = [since, *COUNTED_STATES]
-        if number is not None:
-            q += " AND to_number = ?"
-            args.append(number)
-        if prefix is not None:
-            q += " AND substr(to_number, 1, ?) = ?"
-            args += [len(prefix), prefix]
-        return self.db.execute(q, args).fetchone()[0]
-
-    def last_incoming_at(self, number: str) -> float | None:
-        return self.db.execute("SELECT MAX(received_at) FROM incoming WHERE from_number = ?", (number,)).fetchone()[0]
 
     # -- incoming texts and opt-outs --------------------------------------------------
 
