@@ -20,7 +20,7 @@ from textbackd import templates
 from textbackd.config import Config
 from textbackd.model import DeliveryReport, IncomingText, MessageState
 from textbackd.numbers import mask, normalize
-from textbackd.store import Store
+from textbackd.store import Store, to_dt
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +129,7 @@ class Conversations:
             self.store.transition(m.id, MessageState.CANCELLED, now=now, detail="opted_out", expect=MessageState.SCHEDULED)
 
     def _answer(self, number: str, template: str, kind: str, now: float) -> None:
-        vals = templates.values(self.config, None, caller_name="", did="", at=_dt(now))
+        vals = templates.values(self.config, None, caller_name="", did="", at=to_dt(now))
         text = templates.render(template, vals)
         info = templates.describe(text)
         self.store.add_message(
@@ -138,8 +138,3 @@ class Conversations:
         )
         self.wake_outbox()
 
-
-def _dt(ts: float):
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(ts, tz=timezone.utc)

@@ -10,7 +10,6 @@ age). No clock is read here: ``now`` is passed in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from textbackd import policy
 from textbackd.config import Config
@@ -90,7 +89,7 @@ class Pipeline:
         # (a call stored without its decision: the store failed or the process died between the two writes)
         to = policy.destination(call, self.config)  # the number decide() would text, or ""
         hist = history(self.store, to, now) if to else policy.History()
-        decision = policy.decide(call, hist, self.config, _dt(now))
+        decision = policy.decide(call, hist, self.config, to_dt(now))
         if isinstance(decision, policy.TextDecision):
             expires = call.ended.timestamp() + self.config.policy.max_age_minutes * 60
             if decision.deferred:
@@ -138,14 +137,10 @@ class Pipeline:
             if row is not None:
                 ended = row["ended"]
         pending = policy.Pending(
-            to=m.to_number, call_ended=_dt(ended), send_at=_dt(m.send_at), created=_dt(m.created)
+            to=m.to_number, call_ended=to_dt(ended), send_at=to_dt(m.send_at), created=to_dt(m.created)
         )
         hist = history(self.store, m.to_number, now, exclude=m.id)
-        return policy.recheck(pending, hist, self.config, _dt(now))
-
-
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+        return policy.recheck(pending, hist, self.config, to_dt(now))
 
 
 def as_action(decision: policy.Decision | None) -> dict:
