@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from textbackd import config  # noqa: E402
-from textbackd.ami.frames import AmiParser  # noqa: E402
-from textbackd.ami.tracker import AmiTracker, wants_frame  # noqa: E402
+from textbackd.pbx.asterisk.frames import AmiParser  # noqa: E402
+from textbackd.pbx.asterisk.tracker import AmiTracker, wants_frame  # noqa: E402
 
 TRACE = ROOT / "tests" / "data" / "asterisk" / "18-busy-office-hour.ami.gz"
 CHUNK = 64 * 1024
@@ -154,7 +154,7 @@ def _serve(sock: socket.socket, want_events: int) -> None:
 
 
 async def _client_run(port: int, stream: Stream, cfg) -> dict:
-    from textbackd.ami.client import AmiClient
+    from textbackd.pbx.asterisk.client import AmiClient
     from textbackd.config import PbxConfig, Secret
 
     tracker = AmiTracker(cfg)

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 import structlog  # noqa: E402
 
 from textbackd.config import parse  # noqa: E402
-from textbackd.freeswitch.frames import EslParser, event_of, event_time  # noqa: E402
-from textbackd.freeswitch.tracker import FsTracker  # noqa: E402
+from textbackd.pbx.freeswitch.frames import EslParser, event_of, event_time  # noqa: E402
+from textbackd.pbx.freeswitch.tracker import FsTracker  # noqa: E402
 
 TRACES = ROOT / "tests" / "data" / "freeswitch" / "traces"
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

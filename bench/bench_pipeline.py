@@ -40,16 +40,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from textbackd import config as cfgmod  # noqa: E402
-from textbackd import numbers, policy  # noqa: E402
-from textbackd.ami.frames import AmiParser  # noqa: E402
-from textbackd.ami.replay_server import AmiReplayServer, load_capture  # noqa: E402
-from textbackd.ami.tracker import AmiTracker  # noqa: E402
-from textbackd.model import Call, Direction, MessageState, Outcome  # noqa: E402
-from textbackd.modem import pdu as pdu_mod  # noqa: E402
-from textbackd.modem.simulator import ModemSimulator  # noqa: E402
-from textbackd.pipeline import TEXTBACK, Pipeline, history  # noqa: E402
-from textbackd.service import Daemon  # noqa: E402
-from textbackd.store import Store  # noqa: E402
+from textbackd import policy  # noqa: E402
+from textbackd.core import numbers
+from textbackd.pbx.asterisk.frames import AmiParser  # noqa: E402
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer, load_capture  # noqa: E402
+from textbackd.pbx.asterisk.tracker import AmiTracker  # noqa: E402
+from textbackd.core.model import Call, Direction, MessageState, Outcome  # noqa: E402
+from textbackd.senders.modem import pdu as pdu_mod  # noqa: E402
+from textbackd.senders.modem.simulator import ModemSimulator  # noqa: E402
+from textbackd.daemon.pipeline import TEXTBACK, Pipeline, history  # noqa: E402
+from textbackd.daemon.service import Daemon  # noqa: E402
+from textbackd.store.db import Store  # noqa: E402
 
 CAPTURE = ROOT / "tests" / "data" / "asterisk" / "05-busy"
 CALLER = b"+12125550105"
@@ -535,7 +536,7 @@ def main() -> int:
     ap.add_argument("--only", choices=("latency", "decisions"), default=None)
     args = ap.parse_args()
 
-    from textbackd import log as logmod
+    from textbackd.core import log as logmod
 
     # the daemon's own logging (JSON lines, level info, as under systemd), written to /dev/null
     devnull = open(os.devnull, "w")  # noqa: SIM115

@@ -39,8 +39,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from e2e import capture, query, renumber, rewrite, spawn_daemon, stop_daemon, write_config  # noqa: E402
 
-from textbackd.ami.replay_server import AmiReplayServer, Block  # noqa: E402
-from textbackd.modem.simulator import ModemSimulator  # noqa: E402
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer, Block  # noqa: E402
+from textbackd.senders.modem.simulator import ModemSimulator  # noqa: E402
 
 MISSED = {  # capture → its recorded caller
     "05-busy": "+12125550105",

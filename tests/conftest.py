@@ -22,7 +22,7 @@ def _fresh_logging():
 @pytest.fixture
 async def sim(tmp_path):
     """A modem simulator on a pty behind ``tmp_path/modem0``."""
-    from textbackd.modem.simulator import ModemSimulator
+    from textbackd.senders.modem.simulator import ModemSimulator
 
     s = ModemSimulator(link=str(tmp_path / "modem0"))
     await s.start()

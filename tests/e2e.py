@@ -22,7 +22,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 
-from textbackd.ami.replay_server import Block, load_capture
+from textbackd.pbx.asterisk.replay_server import Block, load_capture
 
 DATA = Path(__file__).parent / "data"
 ASTERISK = DATA / "asterisk"

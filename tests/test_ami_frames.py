@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textbackd.ami.frames import AmiParser
+from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.replay import open_trace
 
 DATA = Path(__file__).parent / "data" / "asterisk"

@@ -14,9 +14,9 @@ import re
 import pytest
 
 from textbackd import config
-from textbackd.ami.frames import AmiParser
-from textbackd.ami.replay_server import AmiReplayServer, _frame, builtin_busy_hour
-from textbackd.ami.tracker import AmiTracker
+from textbackd.pbx.asterisk.frames import AmiParser
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer, _frame, builtin_busy_hour
+from textbackd.pbx.asterisk.tracker import AmiTracker
 from e2e import ASTERISK
 
 CFG = config.parse({"business": {"name": "x"}}, env={})

@@ -5,7 +5,7 @@ import pytest
 
 from textbackd import config
 from textbackd.cli import main
-from textbackd.errors import ConfigError
+from textbackd.core.errors import ConfigError
 
 ROOT = pathlib.Path(__file__).parent.parent
 EXAMPLE = ROOT / "etc" / "textbackd.toml"

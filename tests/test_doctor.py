@@ -13,7 +13,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from e2e import capture
-from textbackd.ami.replay_server import AmiReplayServer
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer
 
 
 def free_port() -> int:
@@ -215,7 +215,7 @@ async def test_freeswitch_event_socket_checks(tmp_path):
     """With kind = "freeswitch": the right password passes login, permissions and events; a wrong one fails with the fix."""
     from pathlib import Path
 
-    from textbackd.freeswitch.replay_server import EslReplayServer, load_capture
+    from textbackd.pbx.freeswitch.replay_server import EslReplayServer, load_capture
 
     blocks = load_capture(Path(__file__).parent / "data" / "freeswitch" / "traces" / "01-answered.esl.gz")
     outs = {}

@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 
 from e2e import DATA, capture, chain, labels, query, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
-from textbackd.ami.replay_server import AmiReplayServer
-from textbackd.freeswitch.replay_server import EslReplayServer
-from textbackd.freeswitch.replay_server import load_capture as load_esl
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer
+from textbackd.pbx.freeswitch.replay_server import EslReplayServer
+from textbackd.pbx.freeswitch.replay_server import load_capture as load_esl
 
 pytestmark = pytest.mark.slow
 

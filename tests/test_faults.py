@@ -27,7 +27,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from e2e import capture, chain, query, renumber, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
-from textbackd.ami.replay_server import AmiReplayServer, Block
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer, Block
 
 pytestmark = pytest.mark.slow
 
@@ -373,8 +373,8 @@ async def test_smtp_down_for_an_hour_of_simulated_time(tmp_path):
     import socket
 
     from textbackd import config as cfgmod
-    from textbackd.notify import Notifier
-    from textbackd.store import Store
+    from textbackd.daemon.notify import Notifier
+    from textbackd.store.db import Store
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

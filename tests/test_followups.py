@@ -4,13 +4,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from textbackd import config, followups
-from textbackd.conversations import Conversations
-from textbackd.followups import Facts, Followups, chain_recheck, escalation_due, next_touch, plan, stop_reason
-from textbackd.model import Call, Direction, IncomingText, MessageState, Outcome, SendResult
-from textbackd.outbox import Outbox
-from textbackd.pipeline import Pipeline
-from textbackd.store import Store
+from textbackd import config
+from textbackd.daemon import followups
+from textbackd.daemon.conversations import Conversations
+from textbackd.daemon.followups import Facts, Followups, chain_recheck, escalation_due, next_touch, plan, stop_reason
+from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome, SendResult
+from textbackd.daemon.outbox import Outbox
+from textbackd.daemon.pipeline import Pipeline
+from textbackd.store.db import Store
 
 NY = "America/New_York"
 # Tuesday 2026-11-24 15:00 in New York (20:00 UTC): open

@@ -7,10 +7,10 @@ import pathlib
 from typing import Any
 
 from textbackd.config import parse
-from textbackd.freeswitch.replay_server import EslReplayServer, load_capture
-from textbackd.model import Direction
-from textbackd.policy import TextDecision
-from textbackd.service import Daemon
+from textbackd.pbx.freeswitch.replay_server import EslReplayServer, load_capture
+from textbackd.core.model import Direction
+from textbackd.decide.policy import TextDecision
+from textbackd.daemon.service import Daemon
 
 TRACES = pathlib.Path(__file__).parent / "data" / "freeswitch" / "traces"
 NOW = 1_795_396_000.0  # the capture's own day, so every call is fresh for the policy

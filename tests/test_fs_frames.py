@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from textbackd.freeswitch.frames import (
+from textbackd.pbx.freeswitch.frames import (
     EslParser,
     Frame,
     PlainEvent,

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from e2e import DATA, query, settled, spawn_daemon, stop_daemon, wait_until, write_config
-from textbackd.freeswitch.replay_server import EslReplayServer, load_capture
+from textbackd.pbx.freeswitch.replay_server import EslReplayServer, load_capture
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textbackd.config import Config, parse
-from textbackd.freeswitch.replay_source import read_events
-from textbackd.freeswitch.tracker import FsTracker
-from textbackd.model import Call, Direction, Outcome
-from textbackd.pbx import make_tracker
+from textbackd.pbx.freeswitch.replay_source import read_events
+from textbackd.pbx.freeswitch.tracker import FsTracker
+from textbackd.core.model import Call, Direction, Outcome
+from textbackd.pbx.base import make_tracker
 from textbackd.replay import replay_calls
 
 TRACES = pathlib.Path(__file__).parent / "data" / "freeswitch" / "traces"

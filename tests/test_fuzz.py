@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textbackd import config as config_mod
-from textbackd.ami.frames import AmiParser
-from textbackd.listener import Listener
-from textbackd.modem import at
-from textbackd.sms_gateways.base import dlr_token
+from textbackd.pbx.asterisk.frames import AmiParser
+from textbackd.daemon.listener import Listener
+from textbackd.senders.modem import at
+from textbackd.senders.gateway import dlr_token
 from test_listener import Sink, free_port
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])

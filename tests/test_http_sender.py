@@ -12,12 +12,12 @@ from aiohttp import web
 from pytest_httpserver import HTTPServer
 
 from textbackd import config as config_mod
-from textbackd.errors import PermanentSendError, SenderUnavailableError, TemporarySendError
-from textbackd.model import MessageState
-from textbackd.outbox import Outbox
-from textbackd.senders import NullSink, build_sender
-from textbackd.store import Store
-from textbackd.sms_gateways.http import HttpSender, json_path, render
+from textbackd.core.errors import PermanentSendError, SenderUnavailableError, TemporarySendError
+from textbackd.core.model import MessageState
+from textbackd.daemon.outbox import Outbox
+from textbackd.senders.base import NullSink, build_sender
+from textbackd.store.db import Store
+from textbackd.senders.http.sender import HttpSender, json_path, render
 
 API_KEY = "key-6a5b4c3d2e1f"
 

@@ -16,10 +16,10 @@ from urllib.parse import unquote_to_bytes
 import pytest
 
 from textbackd import config as config_mod
-from textbackd.errors import PermanentSendError, SenderUnavailableError
-from textbackd.listener import Listener
-from textbackd.model import DeliveryReport, IncomingText
-from textbackd.senders import build_sender
+from textbackd.core.errors import PermanentSendError, SenderUnavailableError
+from textbackd.daemon.listener import Listener
+from textbackd.core.model import DeliveryReport, IncomingText
+from textbackd.senders.base import build_sender
 
 BEARERBOX = shutil.which("bearerbox") or "/usr/sbin/bearerbox"
 SMSBOX = shutil.which("smsbox") or "/usr/sbin/smsbox"
@@ -302,10 +302,10 @@ def test_kannel_answers_health_check(kannel: Kannel):
 
 async def test_outbox_store_and_conversations_through_kannel(kannel: Kannel, tmp_path):
     """End to end with the real outbox and store: sent, delivered by Kannel's report, and the reply recorded."""
-    from textbackd.conversations import Conversations
-    from textbackd.model import MessageState
-    from textbackd.outbox import Outbox
-    from textbackd.store import Store
+    from textbackd.daemon.conversations import Conversations
+    from textbackd.core.model import MessageState
+    from textbackd.daemon.outbox import Outbox
+    from textbackd.store.db import Store
 
     cfg = make_config(kannel)
     store = Store(tmp_path / "t.db")

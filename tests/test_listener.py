@@ -11,10 +11,10 @@ import structlog
 from aiohttp import web
 
 from textbackd import config as config_mod
-from textbackd.listener import Listener, webhook_urls
-from textbackd.model import DeliveryReport, IncomingText
-from textbackd.sms_gateways.base import dlr_token
-from textbackd.sms_gateways.twilio import signature
+from textbackd.daemon.listener import Listener, webhook_urls
+from textbackd.core.model import DeliveryReport, IncomingText
+from textbackd.senders.gateway import dlr_token
+from textbackd.senders.twilio.sender import signature
 
 TOKEN = "twilio-token-0c8d7e6f"
 SECRET = "hook-secret-5b4a3c2d"

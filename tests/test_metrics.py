@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from textbackd import config as config_mod
-from textbackd.service import Daemon
+from textbackd.daemon.service import Daemon
 
 DASHBOARD = Path(__file__).parent.parent / "contrib" / "grafana-textbackd.json"
 

@@ -2,8 +2,8 @@ import pathlib
 
 import pytest
 
-from textbackd.modem import at
-from textbackd.modem.at import AtEngine, Command, Final, Stray, Urc, Write
+from textbackd.senders.modem import at
+from textbackd.senders.modem.at import AtEngine, Command, Final, Stray, Urc, Write
 
 TRACES = pathlib.Path(__file__).parent / "data" / "modem" / "issue_traces"
 
@@ -239,7 +239,7 @@ def test_status_report_recorded_from_a_modem_in_python_gsmmodem():
     """The CMGR status report python-gsmmodem recorded from a real modem decodes to MR 35, delivered, +8/+7 h."""
     from datetime import datetime, timedelta, timezone
 
-    from textbackd.modem import pdu
+    from textbackd.senders.modem import pdu
 
     [[lines, _stat, number, mr, *_]] = _gsmmodem_sequence(2217)
     e = AtEngine()

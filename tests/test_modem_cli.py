@@ -26,7 +26,7 @@ def _restore_logging():
 def simproc(tmp_path):
     link, ctl = tmp_path / "ttyUSB0", tmp_path / "sim.sock"
     p = subprocess.Popen(
-        [sys.executable, "-m", "textbackd.modem.simulator", "--link", str(link), "--control", str(ctl), "--pin", "1234"],
+        [sys.executable, "-m", "textbackd.senders.modem.simulator", "--link", str(link), "--control", str(ctl), "--pin", "1234"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -8,10 +8,10 @@ from smspdudecoder.easy import read_outgoing_sms
 from smspdudecoder.fields import SMSSubmit
 
 from textbackd.config import parse
-from textbackd.errors import PermanentSendError, SenderUnavailableError, TemporarySendError, UnknownSendError
-from textbackd.modem.sender import ModemSender
-from textbackd.modem.simulator import ModemSimulator
-from textbackd.senders import Sender, build_sender
+from textbackd.core.errors import PermanentSendError, SenderUnavailableError, TemporarySendError, UnknownSendError
+from textbackd.senders.modem.sender import ModemSender
+from textbackd.senders.modem.simulator import ModemSimulator
+from textbackd.senders.base import Sender, build_sender
 
 WAIT = 20.0  # generous, only so a broken build fails instead of hanging
 

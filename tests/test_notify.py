@@ -10,11 +10,11 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from textbackd import config
-from textbackd.conversations import Conversations
-from textbackd.model import Call, Direction, IncomingText, MessageState, Outcome
-from textbackd.notify import Notifier
-from textbackd.pipeline import Pipeline
-from textbackd.store import Store
+from textbackd.daemon.conversations import Conversations
+from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome
+from textbackd.daemon.notify import Notifier
+from textbackd.daemon.pipeline import Pipeline
+from textbackd.store.db import Store
 
 from test_followups import Clock
 
@@ -328,7 +328,7 @@ async def test_digest_mode_mails_each_past_hour_with_missed_calls_once(store, sm
 
 async def test_a_running_daemon_mails_staff_about_texts_a_crash_left_unknown(tmp_path, smtp):
     """A text left 'sending' by a crash becomes 'unknown' at the next start and staff get one mail about it."""
-    from textbackd.service import Daemon
+    from textbackd.daemon.service import Daemon
 
     ctl, inbox = smtp
     db = tmp_path / "d.db"

@@ -8,10 +8,10 @@ import asyncio
 
 import pytest
 
-from textbackd.errors import PermanentSendError, SenderUnavailableError, TemporarySendError, UnknownSendError
-from textbackd.model import MessageState, SendResult
-from textbackd.outbox import Outbox
-from textbackd.store import Store
+from textbackd.core.errors import PermanentSendError, SenderUnavailableError, TemporarySendError, UnknownSendError
+from textbackd.core.model import MessageState, SendResult
+from textbackd.daemon.outbox import Outbox
+from textbackd.store.db import Store
 
 
 class Clock:

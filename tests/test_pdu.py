@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from smspdudecoder.easy import read_incoming_sms, read_outgoing_sms
 
-from textbackd import sms
-from textbackd.modem import pdu
+from textbackd.core import sms
+from textbackd.senders.modem import pdu
 
 DATA = pathlib.Path(__file__).parent / "data" / "modem"
 
@@ -209,7 +209,7 @@ GAMMU = DATA / "gammu"
 
 
 def _cmgr_pdu(path: pathlib.Path) -> str:
-    from textbackd.modem.at import AtEngine, Command, Final
+    from textbackd.senders.modem.at import AtEngine, Command, Final
 
     raw = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     engine = AtEngine()

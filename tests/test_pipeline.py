@@ -3,10 +3,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from textbackd import config
-from textbackd.conversations import Conversations, keyword
-from textbackd.model import Call, DeliveryReport, Direction, IncomingText, MessageState, Outcome
-from textbackd.pipeline import Pipeline
-from textbackd.store import Store
+from textbackd.daemon.conversations import Conversations, keyword
+from textbackd.core.model import Call, DeliveryReport, Direction, IncomingText, MessageState, Outcome
+from textbackd.daemon.pipeline import Pipeline
+from textbackd.store.db import Store
 
 # Tuesday 2026-11-24 15:00 in New York: open
 T0 = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textbackd.config import parse
-from textbackd.model import Call, Direction, Outcome
-from textbackd.policy import (
+from textbackd.core.model import Call, Direction, Outcome
+from textbackd.decide.policy import (
     REASONS,
     History,
     Pending,

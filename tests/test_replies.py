@@ -17,16 +17,16 @@ from test_notify import Inbox, free_port
 from test_kannel import FakeSmsc, kannel, until  # noqa: F401 - a real Kannel for this module
 from test_kannel import make_config as kannel_config
 from textbackd import config
-from textbackd.ami.replay_server import AmiReplayServer
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer
 from textbackd.config import EmailConfig
-from textbackd.conversations import Conversations
-from textbackd.listener import Listener
-from textbackd.mail_in import MailIn, answer_text
-from textbackd.model import Call, Direction, IncomingText, MessageState, Outcome
-from textbackd.notify import Notifier, queue_staff_text
-from textbackd.pipeline import Pipeline
-from textbackd.senders import build_sender
-from textbackd.store import Store
+from textbackd.daemon.conversations import Conversations
+from textbackd.daemon.listener import Listener
+from textbackd.daemon.mail_in import MailIn, answer_text
+from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome
+from textbackd.daemon.notify import Notifier, queue_staff_text
+from textbackd.daemon.pipeline import Pipeline
+from textbackd.senders.base import build_sender
+from textbackd.store.db import Store
 
 CALLER = "+12125550102"  # the caller of the recorded 02-voicemail-left trace
 STAFF = "desk@apex.example"

@@ -10,10 +10,10 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from textbackd import config as cfgmod
-from textbackd.model import Call, Direction, MessageState, Outcome
-from textbackd.retention import export, forget, purge
-from textbackd.service import Daemon
-from textbackd.store import Store, call_key
+from textbackd.core.model import Call, Direction, MessageState, Outcome
+from textbackd.store.retention import export, forget, purge
+from textbackd.daemon.service import Daemon
+from textbackd.store.db import Store, call_key
 
 NOW = time.time()
 DAY = 86400.0

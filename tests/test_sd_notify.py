@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from e2e import capture, chain, renumber, rewrite, settled, stop_daemon, wait_until, write_config
-from textbackd.ami.replay_server import AmiReplayServer
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer
 
 pytestmark = pytest.mark.slow
 

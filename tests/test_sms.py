@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from textbackd import sms
+from textbackd.core import sms
 
 
 def test_plain_ascii_is_one_gsm7_segment():

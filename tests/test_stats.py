@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from textbackd import config, stats
-from textbackd.conversations import Conversations
-from textbackd.model import IncomingText, MessageState
-from textbackd.notify import queue_staff_text
-from textbackd.outbox import Outbox
-from textbackd.pipeline import Pipeline
+from textbackd import config
+from textbackd.store import figures as stats
+from textbackd.daemon.conversations import Conversations
+from textbackd.core.model import IncomingText, MessageState
+from textbackd.daemon.notify import queue_staff_text
+from textbackd.daemon.outbox import Outbox
+from textbackd.daemon.pipeline import Pipeline
 from textbackd.replay import replay_calls
-from textbackd.store import Store
+from textbackd.store.db import Store
 
 from test_followups import Clock, RecordingSender
 

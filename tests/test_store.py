@@ -3,9 +3,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from textbackd.errors import StoreError
-from textbackd.model import Call, Direction, MessageState, Outcome
-from textbackd.store import SCHEMA_VERSION, Store, call_key
+from textbackd.core.errors import StoreError
+from textbackd.core.model import Call, Direction, MessageState, Outcome
+from textbackd.store.db import SCHEMA_VERSION, Store, call_key
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=timezone.utc)
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from textbackd.config import OpeningHours, parse
-from textbackd.templates import (
+from textbackd.decide.templates import (
     compact_hours,
     describe,
     format_number,

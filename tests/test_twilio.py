@@ -11,9 +11,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from textbackd import config as config_mod
-from textbackd.errors import PermanentSendError, SenderUnavailableError, TemporarySendError, UnknownSendError
-from textbackd.senders import NullSink, Sender, build_sender
-from textbackd.sms_gateways.twilio import TwilioSender, signature, valid_signature
+from textbackd.core.errors import PermanentSendError, SenderUnavailableError, TemporarySendError, UnknownSendError
+from textbackd.senders.base import NullSink, Sender, build_sender
+from textbackd.senders.twilio.sender import TwilioSender, signature, valid_signature
 
 SID = "AC0123456789abcdef0123456789abcdef"
 TOKEN = "tok-9f8e7d6c5b4a39281706f5e4d3c2b1a0"

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from textbackd import __version__
-from textbackd.errors import TextbackError
+from textbackd.core.errors import TextbackError
 
 
 def _command_modules() -> list:

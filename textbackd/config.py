@@ -24,7 +24,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
-from textbackd.errors import ConfigError
+from textbackd.core.errors import ConfigError
 
 DEFAULT_PATH = "/etc/textbackd/textbackd.toml"
 
@@ -661,7 +661,7 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         max_attempts=pol.int("max_attempts", 5, lo=1, hi=100),
         retry_base_seconds=pol.float("retry_base_seconds", 30.0, lo=0.01),
     )
-    from textbackd.model import Outcome
+    from textbackd.core.model import Outcome
 
     valid = {o.value for o in Outcome} - {"answered"}
     for i, o in enumerate(policy.outcomes):

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import TextIO
 
 from textbackd import config as cfgmod
-from textbackd import policy
-from textbackd.ami.replay_server import AmiReplayServer, builtin_busy_hour
-from textbackd.model import Call, Direction, MessageState
-from textbackd.modem.simulator import ModemSimulator
-from textbackd.pipeline import Outcome as PipelineOutcome
-from textbackd.service import Daemon
-from textbackd.store import MessageRow, Store
+from textbackd.decide import policy
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer, builtin_busy_hour
+from textbackd.core.model import Call, Direction, MessageState
+from textbackd.senders.modem.simulator import ModemSimulator
+from textbackd.daemon.pipeline import Outcome as PipelineOutcome
+from textbackd.daemon.service import Daemon
+from textbackd.store.db import MessageRow, Store
 
 # Callers who answer the text, by the order their text went out: (n-th text, reply).
 REPLIES = {2: "Yes please, can someone come tomorrow morning?", 5: "STOP"}

@@ -182,7 +182,7 @@ async def _ami(cfg: cfgmod.Config, timeout: float) -> list[Result]:
 
 
 async def _esl(cfg: cfgmod.Config, timeout: float) -> list[Result]:
-    from textbackd.freeswitch.frames import EslParser
+    from textbackd.pbx.freeswitch.frames import EslParser
 
     p = cfg.pbx
     where = f"FreeSWITCH event socket {p.host}:{p.port}"
@@ -345,8 +345,8 @@ async def _smtp(cfg: cfgmod.Config, timeout: float) -> Result:
 
 
 def _store(cfg: cfgmod.Config) -> Result:
-    from textbackd.errors import StoreError
-    from textbackd.store import Store
+    from textbackd.core.errors import StoreError
+    from textbackd.store.db import Store
 
     path = cfg.store.path
     try:

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from textbackd.config import Config
-from textbackd.errors import TextbackError
-from textbackd.model import Call
-from textbackd.pbx import make_tracker
+from textbackd.core.errors import TextbackError
+from textbackd.core.model import Call
+from textbackd.pbx.base import make_tracker
 
-_SOURCES = {"asterisk": "textbackd.ami.replay_source", "freeswitch": "textbackd.freeswitch.replay_source"}
+_SOURCES = {"asterisk": "textbackd.pbx.asterisk.replay_source", "freeswitch": "textbackd.pbx.freeswitch.replay_source"}
 
 
 def open_trace(path: str | Path) -> bytes:
@@ -77,9 +77,9 @@ def replay_decisions(
     sent for later decisions (dedupe, caps). The dict is ``pipeline.as_action`` plus,
     for texts, ``sent`` (true) or ``cancelled`` (the recheck's reason).
     """
-    from textbackd.model import MessageState
-    from textbackd.pipeline import Pipeline, as_action
-    from textbackd.store import Store
+    from textbackd.core.model import MessageState
+    from textbackd.daemon.pipeline import Pipeline, as_action
+    from textbackd.store.db import Store
 
     store = Store(":memory:")
     pipe = Pipeline(store, config)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from textbackd import config as cfgmod
-from textbackd import log
-from textbackd.errors import TextbackError
+from textbackd.core import log
+from textbackd.core.errors import TextbackError
 
 
 def load_config(args: argparse.Namespace) -> cfgmod.Config:

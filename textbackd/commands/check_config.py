@@ -74,7 +74,7 @@ def describe(cfg: cfgmod.Config) -> list[str]:
 
 
 def _templates(cfg: cfgmod.Config) -> list[str]:
-    from textbackd import templates
+    from textbackd.decide import templates
 
     from datetime import datetime, timezone
 

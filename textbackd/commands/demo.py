@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from textbackd import log
+from textbackd.core import log
 
 NAME = "demo"
 HELP = "run the real daemon against a built-in PBX replaying a recorded busy hour and a simulated modem"

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from textbackd import log
+    from textbackd.core import log
 
     log.setup("critical", "console")  # the checks speak for themselves; the sender's own logs would be noise
     path = cfgmod.resolve_path(args.config)

@@ -6,10 +6,10 @@ import argparse
 import json
 
 from textbackd.commands._common import load_config, local_time
-from textbackd.errors import TextbackError
-from textbackd.numbers import normalize
-from textbackd.retention import export
-from textbackd.store import Store
+from textbackd.core.errors import TextbackError
+from textbackd.core.numbers import normalize
+from textbackd.store.retention import export
+from textbackd.store.db import Store
 
 NAME = "export"
 HELP = "print everything stored about a phone number (access request)"

@@ -14,9 +14,9 @@ import time
 
 from textbackd.commands._common import load_config
 from textbackd.commands.export import target
-from textbackd.errors import TextbackError
-from textbackd.retention import forget
-from textbackd.store import Store
+from textbackd.core.errors import TextbackError
+from textbackd.store.retention import forget
+from textbackd.store.db import Store
 
 NAME = "forget"
 HELP = "erase everything stored about a phone number (erasure request; an opt-out is kept)"

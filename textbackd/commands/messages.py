@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from textbackd.commands._common import dump_json, load_config, local_time, parse_since, table
-from textbackd.store import Store
+from textbackd.store.db import Store
 
 NAME = "messages"
 HELP = "list recent texts (sent, scheduled, skipped...) with their state history"

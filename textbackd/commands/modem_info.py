@@ -16,9 +16,9 @@ import json
 import sys
 
 from textbackd import config as cfgmod
-from textbackd import log
-from textbackd.errors import ConfigError, TextbackError
-from textbackd.senders import NullSink
+from textbackd.core import log
+from textbackd.core.errors import ConfigError, TextbackError
+from textbackd.senders.base import NullSink
 
 NAME = "modem-info"
 HELP = "show modem, SIM, operator, registration and signal (dBm)"
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _probe(sc: cfgmod.SenderConfig, cfg: cfgmod.Config) -> dict:
-    from textbackd.modem.sender import ModemSender
+    from textbackd.senders.modem.sender import ModemSender
 
     sender = ModemSender(sc, cfg)
     sender.receive = False

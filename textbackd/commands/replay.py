@@ -13,8 +13,8 @@ import sys
 from dataclasses import replace
 
 from textbackd import config as cfgmod
-from textbackd import log as logmod
-from textbackd.errors import TextbackError
+from textbackd.core import log as logmod
+from textbackd.core.errors import TextbackError
 
 NAME = "replay"
 HELP = "replay a recorded AMI/ESL capture and print the calls it contains as JSON lines"

@@ -6,8 +6,8 @@ import argparse
 import time
 
 from textbackd.commands._common import load_config
-from textbackd.notify import queue_staff_text
-from textbackd.store import Store
+from textbackd.daemon.notify import queue_staff_text
+from textbackd.store.db import Store
 
 NAME = "reply"
 HELP = "send a text to a caller from the server (queued for the running daemon's outbox)"

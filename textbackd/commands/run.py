@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from textbackd.service import Daemon
+    from textbackd.daemon.service import Daemon
 
     cfg = load_config(args)
     daemon = Daemon(cfg)

@@ -13,10 +13,10 @@ import asyncio
 import json
 import sys
 
-from textbackd import numbers
+from textbackd.core import numbers
 from textbackd.commands._common import load_config
-from textbackd.errors import PermanentSendError, SendError, TemporarySendError, TextbackError, UnknownSendError
-from textbackd.senders import NullSink, build_sender
+from textbackd.core.errors import PermanentSendError, SendError, TemporarySendError, TextbackError, UnknownSendError
+from textbackd.senders.base import NullSink, build_sender
 
 NAME = "send"
 HELP = "send one text through a configured sender and print the result as JSON"

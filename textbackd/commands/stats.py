@@ -6,9 +6,9 @@ import argparse
 import json
 import time
 
-from textbackd import stats
+from textbackd.store import figures as stats
 from textbackd.commands._common import load_config, parse_since
-from textbackd.store import Store
+from textbackd.store.db import Store
 
 NAME = "stats"
 HELP = "missed calls, texts, replies and recoveries, per day and per line"

@@ -1,0 +1,135 @@
+"""Prometheus metrics and the health verdict of one running daemon.
+
+Every ``Daemon`` owns a ``Metrics`` with its own ``CollectorRegistry`` (never
+the process-global one, so tests and the soak benchmark can run several
+daemons in one process). Counters are bumped by the daemon as things happen;
+gauges that describe the present (PBX link, outbox depth and age, sender
+health, modem signal) are read at scrape time by a custom collector, so they
+are never stale.
+
+``health(daemon, now)`` is the one definition of "healthy", shared by
+``/healthz`` and the systemd watchdog:
+
+* the event loop runs (whoever calls this runs on it);
+* the store is writable (a write probe within the last housekeeping tick);
+* the outbox is not stuck: the oldest text due has waited less than
+  ``STUCK_SECONDS`` (15 min);
+
+and, reported but *not* fatal for the watchdog (a restart would not bring a
+PBX or a modem back): the PBX link is up, at least one sender is healthy.
+``/healthz`` answers 503 when any of them is false, so a monitor sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from textbackd.daemon.service import Daemon
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STUCK_SECONDS = 15 * 60.0
+LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events = Counter("textbackd_pbx_events", "PBX events received", registry=r)
+        self.calls = Counter("textbackd_calls", "Finished calls by direction and outcome",
+                             ["direction", "outcome"], registry=r)
+        self.texts = Counter("textbackd_texts", "Text state changes by new state and sender",
+                             ["state", "sender"], registry=r)
+        self.send_latency = Histogram("textbackd_send_latency_seconds",
+                                      "From the moment a text was due to the sender's acceptance",
+                                      buckets=LATENCY_BUCKETS, registry=r)
+        self.reloads = Counter("textbackd_config_reloads", "SIGHUP reloads by result", ["result"], registry=r)
+        self.retention_deleted = Counter("textbackd_retention_deleted", "Rows deleted by retention", ["table"],
+                                         registry=r)
+
+    def attach(self, daemon: Daemon) -> None:
+        self.registry.register(_Live(daemon))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Live(Collector):
+    """Gauges read from the daemon at scrape time."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        d = self.d
+        now = d.clock()
+        client = d.client
+        yield _gauge("textbackd_pbx_connected", "1 when logged in to the PBX", 1 if getattr(client, "connected", False) else 0)
+        c = CounterMetricFamily("textbackd_pbx_reconnects", "PBX sessions after the first")
+        c.add_metric([], getattr(client, "reconnects", 0))
+        yield c
+        yield _gauge("textbackd_last_event_timestamp_seconds", "When the last PBX event arrived (0: none yet)",
+                     d.last_event_at or 0)
+        yield _gauge("textbackd_outbox_depth", "Texts scheduled or being sent", d.outbox_depth_cached)
+        yield _gauge("textbackd_outbox_oldest_due_seconds", "Age of the oldest text due and not yet sent",
+                     d.oldest_due_age(now))
+        yield _gauge("textbackd_store_writable", "1 when the last write probe succeeded", 1 if d.store_ok else 0)
+        yield _gauge("textbackd_store_size_bytes", "SQLite file and WAL size", d.store.size_bytes() if d.store else 0)
+        healthy = GaugeMetricFamily("textbackd_sender_healthy", "1 when the sender would attempt a send now",
+                                    labels=["sender", "kind"])
+        signal = GaugeMetricFamily("textbackd_modem_signal_dbm", "Modem signal strength", labels=["sender"])
+        for s in d.senders:
+            healthy.add_metric([s.name, s.kind], 1 if _safe_healthy(s) else 0)
+            st = s.status() if hasattr(s, "status") else {}
+            if isinstance(st, dict) and st.get("signal_dbm") is not None:
+                signal.add_metric([s.name], float(st["signal_dbm"]))
+        yield healthy
+        yield signal
+        yield _gauge("textbackd_start_time_seconds", "When the daemon started", d.started_at)
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    g = GaugeMetricFamily(name, doc)
+    g.add_metric([], float(value))
+    return g
+
+
+def _safe_healthy(s: Any) -> bool:
+    try:
+        return bool(s.healthy())
+    except Exception:  # noqa: BLE001 - a broken sender is an unhealthy one
+        return False
+
+
+def health(daemon: Daemon, now: float) -> dict[str, Any]:
+    """The health verdict (see the module docstring): ``ok`` plus each part."""
+    d = daemon
+    oldest = d.oldest_due_age(now)
+    senders = {s.name: {"kind": s.kind, "healthy": _safe_healthy(s)} for s in d.senders}
+    checks = {
+        "loop": True,
+        "store_writable": d.store_ok,
+        "outbox_not_stuck": oldest < STUCK_SECONDS,
+        "pbx_connected": bool(getattr(d.client, "connected", False)),
+        "a_sender_healthy": any(v["healthy"] for v in senders.values()) if senders else False,
+    }
+    return {
+        "ok": all(checks.values()),
+        "watchdog_ok": checks["store_writable"] and checks["outbox_not_stuck"],
+        "checks": checks,
+        "pbx": {"connected": checks["pbx_connected"], "last_event_at": d.last_event_at,
+                "reconnects": getattr(d.client, "reconnects", 0)},
+        "senders": senders,
+        "outbox": {"depth": d.outbox_depth_cached, "oldest_due_seconds": round(oldest, 1)},
+        "calls": d.calls,
+        "events": d.events,
+    }

@@ -1,0 +1,155 @@
+"""Call → policy → outbox row: the one path shared by ``run``, ``demo`` and ``replay``.
+
+``Pipeline.handle_call`` stores the finished call, asks the pure policy what
+to do (with the number's history read from the store) and records the answer
+as a ``scheduled`` text or a ``skipped`` row with its reason. ``recheck`` is
+what the outbox calls just before a send (grace cancellation, opt-out, max
+age). No clock is read here: ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textbackd.decide import policy
+from textbackd.config import Config
+from textbackd.core.model import Call, MessageState
+from textbackd.store.db import MessageRow, Store, call_key, to_dt
+
+TEXTBACK = "textback"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    call: Call
+    new: bool  # False: the call was already stored (resync, replayed twice)
+    decision: policy.Decision | None  # None for calls already handled
+    message_id: int | None
+
+
+def history(store: Store, number: str, now: float, *, exclude: int | None = None) -> policy.History:
+    """What the policy needs to know about ``number`` at ``now`` (see ``policy.History``)."""
+    db = store.db
+    ex = -1 if exclude is None else exclude
+    pending = db.execute(
+        "SELECT 1 FROM messages WHERE to_number=? AND kind=? AND state IN ('scheduled','sending') AND id<>? LIMIT 1",
+        (number, TEXTBACK, ex),
+    ).fetchone()
+    last = db.execute(
+        """SELECT MAX(COALESCE(sent_at, send_at)) FROM messages WHERE to_number=? AND kind=?
+           AND state IN ('sent','delivered','unknown') AND id<>?""",
+        (number, TEXTBACK, ex),
+    ).fetchone()[0]
+    inbound = db.execute(
+        "SELECT MAX(received_at) FROM incoming WHERE from_number=? AND keyword NOT IN ('stop')", (number,)
+    ).fetchone()[0]
+    answered = db.execute(
+        """SELECT MAX(COALESCE(answered_at, ended)) FROM calls WHERE outcome='answered'
+           AND ((direction='inbound' AND caller=?) OR (direction='outbound' AND did=?))""",
+        (number, number),
+    ).fetchone()[0]
+    counted = "state NOT IN ('skipped','cancelled') AND kind=? AND id<>?"
+    n24 = db.execute(
+        f"SELECT COUNT(*) FROM messages WHERE to_number=? AND created>=? AND {counted}",
+        (number, now - 86400, TEXTBACK, ex),
+    ).fetchone()[0]
+    prefix = policy.number_prefix(number)
+    p1 = db.execute(
+        f"SELECT COUNT(*) FROM messages WHERE to_number LIKE ? AND created>=? AND {counted}",
+        (prefix + "____", now - 3600, TEXTBACK, ex),
+    ).fetchone()[0]
+    g1 = db.execute(
+        f"SELECT COUNT(*) FROM messages WHERE created>=? AND {counted}", (now - 3600, TEXTBACK, ex)
+    ).fetchone()[0]
+    auto = db.execute(
+        "SELECT 1 FROM incoming WHERE from_number=? AND keyword='automated' LIMIT 1", (number,)
+    ).fetchone()
+    return policy.History(
+        opted_out=store.is_opted_out(number),
+        pending_textback=pending is not None,
+        last_textback_at=to_dt(last),
+        last_inbound_text_at=to_dt(inbound),
+        last_answered_contact_at=to_dt(answered),
+        texts_to_number_24h=n24,
+        texts_to_prefix_1h=p1,
+        texts_global_1h=g1,
+        automated_sender=auto is not None,
+    )
+
+
+class Pipeline:
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+
+    def handle_call(self, call: Call, now: float) -> Outcome:
+        key = call_key(call)
+        if not self.store.record_call(call, now=now) and self._decided(key):
+            return Outcome(call, False, None, None)
+        # (a call stored without its decision: the store failed or the process died between the two writes)
+        to = policy.destination(call, self.config)  # the number decide() would text, or ""
+        hist = history(self.store, to, now) if to else policy.History()
+        decision = policy.decide(call, hist, self.config, to_dt(now))
+        if isinstance(decision, policy.TextDecision):
+            expires = call.ended.timestamp() + self.config.policy.max_age_minutes * 60
+            if decision.deferred:
+                # deferred to the morning on purpose: max age counts from the release time
+                expires = decision.send_at.timestamp() + self.config.policy.max_age_minutes * 60
+            mid = self.store.add_message(
+                to=decision.to,
+                kind=TEXTBACK,
+                state=MessageState.SCHEDULED,
+                now=now,
+                send_at=decision.send_at.timestamp(),
+                call_id=key,
+                text=decision.text,
+                template=decision.template,
+                line_did=decision.line_did,
+                sender_pref=decision.sender,
+                segments=decision.segments,
+                encoding=decision.encoding,
+                expires_at=expires,
+            )
+        else:
+            mid = self.store.add_message(
+                to=to or call.caller_raw or call.caller,
+                kind=TEXTBACK,
+                state=MessageState.SKIPPED,
+                now=now,
+                call_id=key,
+                reason=decision.reason,
+                line_did=call.did,
+            )
+        return Outcome(call, True, decision, mid)
+
+    def _decided(self, key: str) -> bool:
+        return self.store.db.execute(
+            "SELECT 1 FROM messages WHERE call_id=? AND kind=? LIMIT 1", (key, TEXTBACK)
+        ).fetchone() is not None
+
+    def recheck(self, m: MessageRow, now: float) -> str | None:
+        """The outbox's last look before sending a scheduled text-back."""
+        if m.kind != TEXTBACK:
+            return "opted_out" if self.store.is_opted_out(m.to_number) and m.kind != "confirm" else None
+        ended = m.created
+        if m.call_id:
+            row = self.store.get_call(m.call_id)
+            if row is not None:
+                ended = row["ended"]
+        pending = policy.Pending(
+            to=m.to_number, call_ended=to_dt(ended), send_at=to_dt(m.send_at), created=to_dt(m.created)
+        )
+        hist = history(self.store, m.to_number, now, exclude=m.id)
+        return policy.recheck(pending, hist, self.config, to_dt(now))
+
+
+def as_action(decision: policy.Decision | None) -> dict:
+    """The ``action`` object ``replay`` prints for a call."""
+    if decision is None:
+        return {"action": "none"}
+    if isinstance(decision, policy.TextDecision):
+        return {"action": "text", **decision.to_json()}
+    return {"action": "skip", **decision.to_json()}
+
+
+__all__ = ["Pipeline", "history", "as_action"]

@@ -1,0 +1,132 @@
+"""Events from a recorded AMI byte stream (``replay`` and the tests read captures through this).
+
+``read_events(path)`` yields ``(event, arrival_epoch_seconds)`` for every AMI
+message in a capture: the raw bytes Asterisk sent (banner, login response,
+events, CRLF or LF-only, ``.gz`` or not), parsed by the same ``AmiParser`` the
+daemon uses.
+
+Arrival times, best source first:
+
+1. the ``.timing`` sidecar next to the capture (``NN-name.timing`` for
+   ``NN-name.ami`` or ``NN-name.ami.gz``): ``t0_epoch`` plus the seconds at
+   which the TCP read completing each block returned, exactly what the daemon's
+   clock would have said;
+2. the ``Timestamp:`` header Asterisk adds with ``timestampevents = yes``;
+3. otherwise the capture file's modification time for every event: order is
+   kept, but ring times and durations come out as 0. A warning says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import structlog
+
+from textbackd.pbx.asterisk.frames import AmiParser
+from textbackd.core.errors import TextbackError
+from textbackd.replay import open_trace
+
+log = structlog.get_logger(__name__)
+
+Timed = tuple[dict[str, str], float]
+
+
+def timing_path(path: str | os.PathLike[str]) -> Path | None:
+    """The ``.timing`` sidecar of a capture, if one exists."""
+    p = Path(path)
+    base = p.with_suffix("") if p.suffix == ".gz" else p
+    for cand in (base.with_suffix(".timing"), Path(str(base) + ".timing")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def parse_timing(text: str, size: int) -> tuple[float, list[tuple[float, int, int]]] | None:
+    """``(t0_epoch, [(seconds, offset, length), ...])`` of received blocks, or None if unusable."""
+    t0: float | None = None
+    blocks: list[tuple[float, int, int]] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            key, _, value = line[1:].strip().partition("=")
+            if key == "t0_epoch":
+                try:
+                    t0 = float(value)
+                except ValueError:
+                    return None
+            continue
+        cols = line.split("\t")
+        if len(cols) < 4 or cols[1] != "<":
+            continue
+        try:
+            secs, off, length = float(cols[0]), int(cols[2]), int(cols[3])
+        except ValueError:
+            return None
+        if off < 0 or length < 0 or off + length > size:
+            return None
+        blocks.append((secs, off, length))
+    if t0 is None or not blocks:
+        return None
+    blocks.sort(key=lambda b: b[1])
+    return t0, blocks
+
+
+def read_events(path: str | os.PathLike[str]) -> Iterator[Timed]:
+    data = open_trace(path)
+    parser = AmiParser()
+    tp = timing_path(path)
+    timing = None
+    if tp is not None:
+        try:
+            timing = parse_timing(tp.read_text(encoding="utf-8", errors="replace"), len(data))
+        except OSError as e:
+            log.warning("ami.replay_timing_unreadable", file=str(tp), error=e.strerror)
+        if timing is None:
+            log.warning("ami.replay_timing_ignored", file=str(tp), reason="does not match the capture")
+    count = 0
+    if timing is not None:
+        t0, blocks = timing
+        pos = 0
+        at = t0
+        for secs, off, length in blocks:
+            end = off + length
+            if end <= pos:
+                continue
+            at = t0 + secs
+            for ev in parser.feed(data[pos:end]):
+                count += 1
+                yield ev, at
+            pos = end
+        for ev in parser.feed(data[pos:]):
+            count += 1
+            yield ev, at
+    else:
+        try:
+            at = os.stat(path).st_mtime
+        except OSError:
+            at = 0.0
+        stamped = False
+        step = 1 << 16
+        for i in range(0, len(data) + 1, step):
+            for ev in parser.feed(data[i : i + step]):
+                ts = ev.get("Timestamp")
+                if ts:
+                    try:
+                        at = float(ts)
+                        stamped = True
+                    except ValueError:
+                        pass
+                count += 1
+                yield ev, at
+        if count and not stamped:
+            log.warning(
+                "ami.replay_no_timing",
+                file=str(path),
+                detail="no .timing sidecar and no Timestamp headers: every event gets the file time",
+            )
+    if parser.buffered and data[-parser.buffered :].strip():
+        log.warning("ami.replay_truncated", file=str(path), ignored_bytes=parser.buffered,
+                    detail="the capture ends inside a message; that message is ignored")
+    if count == 0 and len(data.strip()) > 0:
+        raise TextbackError(f"{path}: no AMI messages found (is this a raw AMI capture?)")

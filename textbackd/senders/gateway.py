@@ -1,0 +1,213 @@
+"""What the HTTP senders (Kannel, Twilio, generic) share: one aiohttp session each,
+and one mapping of HTTP failures onto ``textbackd.errors``.
+
+The mapping (also in the README, "SMS gateways"):
+
+* cannot connect (refused, DNS, connect timeout), or any failure before the
+  request headers left → ``SenderUnavailableError`` (nothing was sent; retried);
+* a timeout or a dropped connection after the request left → ``UnknownSendError``
+  (the gateway may have sent it; the outbox never retries it blindly);
+* 429 and 5xx (and 408) → ``TemporarySendError`` with ``retry_after`` from
+  ``Retry-After`` (seconds or an HTTP date) when the gateway gave one;
+* 401/403 → ``SenderUnavailableError``: the credentials are wrong, every text
+  would fail the same way, so texts wait (and may go through another sender)
+  instead of being marked failed;
+* any other 4xx → ``PermanentSendError`` with the provider's code in plain words.
+
+Messages are built from the sender name, host, port, status and provider codes
+only: never from a URL (Kannel's carries the password) nor a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import hmac
+import re
+import time
+from dataclasses import dataclass
+from datetime import timezone
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+
+from textbackd.core.errors import (
+    PermanentSendError,
+    SenderUnavailableError,
+    TemporarySendError,
+    UnknownSendError,
+)
+from textbackd.senders.base import InboundSink, NullSink
+
+if TYPE_CHECKING:
+    from textbackd.config import Config, SenderConfig
+
+log = structlog.get_logger(__name__)
+
+UNHEALTHY_SECONDS = 30.0  # healthy() is False this long after the gateway was unreachable
+_DIGITS = re.compile(r"\+?\d[\d ]{5,}\d")
+
+
+def scrub(text: str, limit: int = 160) -> str:
+    """A provider's free text made safe for a log line or an error: one line, numbers masked."""
+    one = " ".join(text.split())
+    one = _DIGITS.sub(lambda m: "*" * max(0, len(m.group()) - 4) + m.group()[-4:], one)
+    return one[:limit] + ("…" if len(one) > limit else "")
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def dlr_token(secret: str, sender: str, ref: str) -> str:
+    """The per-message token in a delivery-report URL (so the shared secret itself never travels)."""
+    mac = hmac.new(secret.encode(), f"dlr:{sender}:{ref}".encode(), hashlib.sha256)
+    return mac.hexdigest()[:32]
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    headers: Any  # CIMultiDictProxy
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        import json
+
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class HttpGateway:
+    """Base of the HTTP senders: session, request, failure mapping, health."""
+
+    kind = "http"
+    label = "HTTP gateway"  # how errors name the provider
+
+    def __init__(self, sender_config: SenderConfig, config: Config) -> None:
+        self.name = sender_config.name
+        self.kind = sender_config.kind
+        self.sender_config = sender_config
+        self.config = config
+        self.sink: InboundSink = NullSink()
+        self._session: aiohttp.ClientSession | None = None
+        self._unreachable_since: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} kind={self.kind!r} host={self.host}>"
+
+    @property
+    def host(self) -> str:
+        u = urlsplit(self.endpoint)
+        return u.hostname or "?"
+
+    @property
+    def port(self) -> int:
+        u = urlsplit(self.endpoint)
+        try:
+            return u.port or (443 if u.scheme == "https" else 80)
+        except ValueError:
+            return 0
+
+    @property
+    def endpoint(self) -> str:
+        return self.sender_config.url
+
+    # --- Sender protocol -----------------------------------------------------------
+
+    async def start(self, sink: InboundSink) -> None:
+        """Keep ``sink`` (inbound texts arrive through the ``Listener``'s webhooks)."""
+        self.sink = sink
+        self._ensure_session()
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    def healthy(self) -> bool:
+        since = self._unreachable_since
+        return since is None or time.monotonic() - since > UNHEALTHY_SECONDS
+
+    # --- HTTP ----------------------------------------------------------------------
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            trace = aiohttp.TraceConfig()
+
+            async def headers_sent(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+                ctx.trace_request_ctx.sent = True
+
+            trace.on_request_headers_sent.append(headers_sent)
+            t = self.sender_config.timeout
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=t, connect=t, sock_connect=t, sock_read=t),
+                trace_configs=[trace],
+                headers={"User-Agent": "textbackd"},
+            )
+        return self._session
+
+    async def request(self, method: str, url: Any, **kw: Any) -> Response:
+        """One HTTP exchange; network failures mapped (see the module docstring)."""
+        session = self._ensure_session()
+        state = SimpleNamespace(sent=False)
+        where = f"{self.label} {self.name!r} ({self.host}:{self.port})"
+        try:
+            async with session.request(
+                method, url, allow_redirects=False, trace_request_ctx=state, **kw
+            ) as resp:
+                body = await resp.read()
+                result = Response(resp.status, resp.headers, body)
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as e:
+            if not state.sent or isinstance(e, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+                self._unreachable_since = time.monotonic()
+                reason = "timed out connecting" if isinstance(e, asyncio.TimeoutError) else "cannot connect"
+                log.warning("gateway_unreachable", sender=self.name, host=self.host, port=self.port, reason=reason)
+                raise SenderUnavailableError(f"{where}: {reason}") from None
+            reason = "no answer in time" if isinstance(e, asyncio.TimeoutError) else "connection lost"
+            log.warning("gateway_outcome_unknown", sender=self.name, host=self.host, port=self.port, reason=reason)
+            raise UnknownSendError(f"{where}: {reason} after the request was sent; it may have gone out") from None
+        self._unreachable_since = None
+        return result
+
+    def fail(self, resp: Response, code: str | None = None, words: str = "") -> None:
+        """Raise the error for a refused request (``words``: the provider's reason in plain words)."""
+        status = resp.status
+        prefix = f"{self.label} {code}" if code else f"{self.label} {self.name!r} HTTP {status}"
+        detail = words or scrub(resp.text) or "no details"
+        msg = f"{prefix}: {detail}"
+        if status in (429, 408) or status >= 500:
+            ra = retry_after_seconds(resp.headers.get("Retry-After"))
+            log.warning("gateway_busy", sender=self.name, status=status, code=code, retry_after=ra)
+            raise TemporarySendError(msg, code=code, retry_after=ra)
+        if status in (401, 403):
+            self._unreachable_since = time.monotonic()
+            log.error("gateway_refused_credentials", sender=self.name, status=status, code=code)
+            raise SenderUnavailableError(f"{msg} (check the credentials of sender {self.name!r})", code=code)
+        log.warning("gateway_rejected", sender=self.name, status=status, code=code)
+        raise PermanentSendError(msg, code=code)
