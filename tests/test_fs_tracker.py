@@ -15,7 +15,7 @@ from textbackd.config import Config, parse
 from textbackd.pbx.freeswitch.replay_source import read_events
 from textbackd.pbx.freeswitch.tracker import FsTracker
 from textbackd.core.model import Call, Direction, Outcome
-from textbackd.pbx.base import make_tracker
+from textbackd.pbx.registry import make_tracker
 from textbackd.replay import replay_calls
 
 TRACES = pathlib.Path(__file__).parent / "data" / "freeswitch" / "traces"

@@ -15,7 +15,8 @@ from textbackd import config as config_mod
 from textbackd.core.errors import PermanentSendError, SenderUnavailableError, TemporarySendError
 from textbackd.core.model import MessageState
 from textbackd.daemon.outbox import Outbox
-from textbackd.senders.base import NullSink, build_sender
+from textbackd.senders.base import NullSink
+from textbackd.senders.registry import build_sender
 from textbackd.store.db import Store
 from textbackd.senders.http.sender import HttpSender, json_path, render
 

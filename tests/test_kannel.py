@@ -19,7 +19,7 @@ from textbackd import config as config_mod
 from textbackd.core.errors import PermanentSendError, SenderUnavailableError
 from textbackd.daemon.listener import Listener
 from textbackd.core.model import DeliveryReport, IncomingText
-from textbackd.senders.base import build_sender
+from textbackd.senders.registry import build_sender
 
 BEARERBOX = shutil.which("bearerbox") or "/usr/sbin/bearerbox"
 SMSBOX = shutil.which("smsbox") or "/usr/sbin/smsbox"

@@ -25,7 +25,7 @@ from textbackd.daemon.mail_in import MailIn, answer_text
 from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome
 from textbackd.daemon.notify import Notifier, queue_staff_text
 from textbackd.daemon.pipeline import Pipeline
-from textbackd.senders.base import build_sender
+from textbackd.senders.registry import build_sender
 from textbackd.store.db import Store
 
 CALLER = "+12125550102"  # the caller of the recorded 02-voicemail-left trace

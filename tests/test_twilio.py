@@ -12,7 +12,8 @@ from werkzeug import Request, Response
 
 from textbackd import config as config_mod
 from textbackd.core.errors import PermanentSendError, SenderUnavailableError, TemporarySendError, UnknownSendError
-from textbackd.senders.base import NullSink, Sender, build_sender
+from textbackd.senders.base import NullSink, Sender
+from textbackd.senders.registry import build_sender
 from textbackd.senders.twilio.sender import TwilioSender, signature, valid_signature
 
 SID = "AC0123456789abcdef0123456789abcdef"

@@ -1,41 +1,22 @@
 """Replay a recorded PBX byte stream through the same parser and tracker the daemon uses.
 
-Each PBX adapter provides ``<adapter>.replay_source.read_events(path)``, which
-yields ``(event, arrival_epoch_seconds)`` from a capture file. This module
-opens files (``.gz`` transparently), feeds the tracker and returns the
-finished calls in the order they finished.
+Each PBX kind provides ``read_events(path)`` (``PbxKind`` in ``pbx/base.py``), which
+yields ``(event, arrival_epoch_seconds)`` from a capture file (``.gz`` transparently).
+This module feeds the tracker and returns the finished calls in the order they finished.
 """
 
 from __future__ import annotations
 
-import gzip
-import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from textbackd.config import Config
-from textbackd.core.errors import TextbackError
+from textbackd.core.settings import Config
 from textbackd.core.model import Call
-from textbackd.pbx.base import make_tracker
+from textbackd.pbx import registry as pbx_kinds
+from textbackd.pbx.base import open_trace
+from textbackd.pbx.registry import make_tracker
 
-_SOURCES = {"asterisk": "textbackd.pbx.asterisk.replay_source", "freeswitch": "textbackd.pbx.freeswitch.replay_source"}
-
-
-def open_trace(path: str | Path) -> bytes:
-    """The bytes of a capture, gunzipped when the file is gzip (by magic, not by name)."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise TextbackError(f"{p}: no such file") from None
-    except OSError as e:
-        raise TextbackError(f"{p}: cannot read: {e.strerror}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise TextbackError(f"{p}: damaged gzip file: {e}") from None
-    return raw
+__all__ = ["open_trace", "replay_calls", "replay_decisions"]
 
 
 def replay_calls(
@@ -47,7 +28,7 @@ def replay_calls(
     happens then, e.g. to see how business hours would treat it.
     """
     kind = pbx or config.pbx.kind
-    source = importlib.import_module(_SOURCES[kind])
+    source = pbx_kinds.get(kind)
     if kind != config.pbx.kind:
         from dataclasses import replace
 

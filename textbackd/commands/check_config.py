@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from textbackd import config as cfgmod
+from textbackd.pbx import registry as pbx_kinds
+from textbackd.senders import registry as sender_kinds
 
 NAME = "check-config"
 HELP = "validate the configuration file and print what it means (exit 0 when usable)"
@@ -36,9 +38,7 @@ def describe(cfg: cfgmod.Config) -> list[str]:
     """Human summary of a config; secrets appear only as set/not set."""
     out = [f"config: {cfg.source}: OK"]
     p = cfg.pbx
-    pw = "password" if p.kind == "freeswitch" else "secret"
-    who = "" if p.kind == "freeswitch" else f" as {p.username!r}"
-    out.append(f"pbx: {p.kind} at {p.host}:{p.port}{who}, {pw} {_secret(p.secret)}, ping every {p.ping_interval:g}s")
+    out.append(pbx_kinds.get(p.kind).describe(cfg))
     out.append(f"  inbound contexts: {', '.join(p.inbound_contexts)}")
     b = cfg.business
     out.append(f"business: {b.name!r}, time zone {b.timezone}, numbers read as {b.default_region}")
@@ -49,13 +49,7 @@ def describe(cfg: cfgmod.Config) -> list[str]:
     if not cfg.senders:
         out.append("senders: none (texts will be scheduled but cannot go out)")
     for i, s in enumerate(cfg.senders, 1):
-        if s.kind == "modem":
-            where = f"{s.device} at {s.baudrate} baud, PIN {_secret(s.pin)}"
-        elif s.kind == "twilio":
-            where = f"account {s.account_sid}, from {s.from_ or s.messaging_service_sid}, token {_secret(s.auth_token)}"
-        else:
-            where = f"{s.url}" + (f" as {s.username!r}, password {_secret(s.password)}" if s.username else "")
-        out.append(f"sender {i}: {s.name} ({s.kind}) {where}")
+        out.append(f"sender {i}: {s.name} ({s.kind}) {sender_kinds.get(s.kind).describe(s)}")
     pol = cfg.policy
     out.append(
         f"policy: grace {pol.grace_seconds:g}s, one text per number per {pol.dedupe_hours:g}h, "

@@ -18,7 +18,8 @@ import sys
 from textbackd import config as cfgmod
 from textbackd.core import log
 from textbackd.core.errors import ConfigError, TextbackError
-from textbackd.senders.base import NullSink
+from textbackd.senders.modem.checks import probe
+from textbackd.senders.modem.config import ModemConfig
 
 NAME = "modem-info"
 HELP = "show modem, SIM, operator, registration and signal (dBm)"
@@ -66,12 +67,12 @@ def run(args: argparse.Namespace) -> int:
     elif modems:
         sc = modems[0]
     elif args.device:
-        sc = cfgmod.SenderConfig(name="modem", kind="modem", device=args.device)
+        sc = ModemConfig(name="modem", kind="modem", device=args.device)
     else:
         raise TextbackError(f"{cfg.source}: no modem sender configured; give --device /dev/ttyUSB0")
     if args.device:
         sc = dataclasses.replace(sc, device=args.device)
-    status = asyncio.run(_probe(sc, cfg))
+    status = asyncio.run(probe(sc, cfg))
     if status["state"] != "ready":
         print(f"textbackd modem-info: {status['reason'] or sc.device + ': ' + status['state']}", file=sys.stderr)
         return 1
@@ -84,14 +85,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"{label}: {'unknown' if val in (None, '') else val}")
     return 0
 
-
-async def _probe(sc: cfgmod.SenderConfig, cfg: cfgmod.Config) -> dict:
-    from textbackd.senders.modem.sender import ModemSender
-
-    sender = ModemSender(sc, cfg)
-    sender.receive = False
-    await sender.start(NullSink())
-    try:
-        return sender.status()
-    finally:
-        await sender.close()

@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 
 from textbackd import config as cfgmod
+from textbackd.pbx import registry as pbx_kinds
 from textbackd.core import log as logmod
 from textbackd.core.errors import TextbackError
 
@@ -28,7 +29,7 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pbx",
-        choices=("asterisk", "freeswitch"),
+        choices=pbx_kinds.names(),
         default=None,
         help="protocol of the capture (default: pbx.kind of the configuration, else asterisk)",
     )
@@ -70,10 +71,6 @@ def run(args: argparse.Namespace) -> int:
             out.write(json.dumps(obj, ensure_ascii=False) + "\n")
             n += 1
             missed += call.missed
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("textbackd."):
-            raise TextbackError(f"replay for {cfg.pbx.kind} is not available in this build") from None
-        raise
     except BrokenPipeError:  # `textbackd replay x.ami | head`
         return 0
     out.flush()

@@ -16,7 +16,8 @@ import sys
 from textbackd.core import numbers
 from textbackd.commands._common import load_config
 from textbackd.core.errors import PermanentSendError, SendError, TemporarySendError, TextbackError, UnknownSendError
-from textbackd.senders.base import NullSink, build_sender
+from textbackd.senders.base import NullSink
+from textbackd.senders.registry import build_sender
 
 NAME = "send"
 HELP = "send one text through a configured sender and print the result as JSON"

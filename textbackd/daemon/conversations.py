@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from textbackd.decide import templates
-from textbackd.config import Config
+from textbackd.core.settings import Config
 from textbackd.core.model import DeliveryReport, IncomingText, MessageState
 from textbackd.core.numbers import mask, normalize
 from textbackd.store.db import Store, to_dt

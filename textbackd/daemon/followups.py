@@ -36,7 +36,7 @@ import structlog
 
 from textbackd.decide import policy
 from textbackd.decide import templates
-from textbackd.config import Config, LineConfig, parse_duration
+from textbackd.core.settings import Config, LineConfig, parse_duration
 from textbackd.core.model import Call, Direction, MessageState, Outcome
 from textbackd.core.numbers import mask, normalize
 from textbackd.store.db import MessageRow, Store

@@ -34,7 +34,7 @@ from typing import Any
 
 import structlog
 
-from textbackd.config import Config
+from textbackd.core.settings import Config
 from textbackd.core.errors import TextbackError
 from textbackd.daemon.notify import find_conversation, queue_staff_text
 from textbackd.core.numbers import mask

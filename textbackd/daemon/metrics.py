@@ -29,6 +29,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from textbackd.senders import registry as sender_kinds
+
 if TYPE_CHECKING:
     from textbackd.daemon.service import Daemon
 
@@ -72,10 +74,9 @@ class _Live(Collector):
     def collect(self) -> Iterator[Any]:
         d = self.d
         now = d.clock()
-        client = d.client
-        yield _gauge("textbackd_pbx_connected", "1 when logged in to the PBX", 1 if getattr(client, "connected", False) else 0)
+        yield _gauge("textbackd_pbx_connected", "1 when logged in to the PBX", 1 if d.pbx_connected else 0)
         c = CounterMetricFamily("textbackd_pbx_reconnects", "PBX sessions after the first")
-        c.add_metric([], getattr(client, "reconnects", 0))
+        c.add_metric([], d.pbx_reconnects)
         yield c
         yield _gauge("textbackd_last_event_timestamp_seconds", "When the last PBX event arrived (0: none yet)",
                      d.last_event_at or 0)
@@ -86,14 +87,20 @@ class _Live(Collector):
         yield _gauge("textbackd_store_size_bytes", "SQLite file and WAL size", d.store.size_bytes() if d.store else 0)
         healthy = GaugeMetricFamily("textbackd_sender_healthy", "1 when the sender would attempt a send now",
                                     labels=["sender", "kind"])
-        signal = GaugeMetricFamily("textbackd_modem_signal_dbm", "Modem signal strength", labels=["sender"])
+        kinds = sender_kinds.all_kinds()
+        gauges = {(k.name, g.name): GaugeMetricFamily(f"textbackd_{g.name}", g.doc, labels=["sender"])
+                  for k in kinds for g in k.gauges}
         for s in d.senders:
             healthy.add_metric([s.name, s.kind], 1 if _safe_healthy(s) else 0)
-            st = s.status() if hasattr(s, "status") else {}
-            if isinstance(st, dict) and st.get("signal_dbm") is not None:
-                signal.add_metric([s.name], float(st["signal_dbm"]))
+            try:
+                st = s.status()
+            except Exception:  # noqa: BLE001 - a broken sender has no facts to export
+                st = {}
+            for g in sender_kinds.get(s.kind).gauges if s.kind in sender_kinds.names() else ():
+                if st.get(g.key) is not None:
+                    gauges[(s.kind, g.name)].add_metric([s.name], float(st[g.key]))
         yield healthy
-        yield signal
+        yield from gauges.values()
         yield _gauge("textbackd_start_time_seconds", "When the daemon started", d.started_at)
 
 
@@ -119,7 +126,7 @@ def health(daemon: Daemon, now: float) -> dict[str, Any]:
         "loop": True,
         "store_writable": d.store_ok,
         "outbox_not_stuck": oldest < STUCK_SECONDS,
-        "pbx_connected": bool(getattr(d.client, "connected", False)),
+        "pbx_connected": d.pbx_connected,
         "a_sender_healthy": any(v["healthy"] for v in senders.values()) if senders else False,
     }
     return {
@@ -127,7 +134,7 @@ def health(daemon: Daemon, now: float) -> dict[str, Any]:
         "watchdog_ok": checks["store_writable"] and checks["outbox_not_stuck"],
         "checks": checks,
         "pbx": {"connected": checks["pbx_connected"], "last_event_at": d.last_event_at,
-                "reconnects": getattr(d.client, "reconnects", 0)},
+                "reconnects": d.pbx_reconnects},
         "senders": senders,
         "outbox": {"depth": d.outbox_depth_cached, "oldest_due_seconds": round(oldest, 1)},
         "calls": d.calls,

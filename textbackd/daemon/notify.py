@@ -52,7 +52,7 @@ from textbackd.daemon import followups
 from textbackd.core import numbers
 from textbackd.store import figures as stats
 from textbackd.decide import templates
-from textbackd.config import Config, parse_duration
+from textbackd.core.settings import Config, parse_duration
 from textbackd.core.errors import EmailError, TextbackError
 from textbackd.core.model import Call, IncomingText, MessageState
 from textbackd.core.numbers import mask, normalize

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textbackd.decide import policy
-from textbackd.config import Config
+from textbackd.core.settings import Config
 from textbackd.core.model import Call, MessageState
 from textbackd.store.db import MessageRow, Store, call_key, to_dt
 

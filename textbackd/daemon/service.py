@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from textbackd.daemon import systemd
-from textbackd.config import Config
+from textbackd.core.settings import Config
 from textbackd.core.errors import ConfigError, StoreError
 from textbackd.daemon.metrics import Metrics, health
 from textbackd.daemon.conversations import Conversations
@@ -30,9 +30,13 @@ from textbackd.core.model import Call, MessageState
 from textbackd.daemon.notify import Notifier
 from textbackd.core.numbers import mask
 from textbackd.daemon.outbox import Outbox
-from textbackd.pbx.base import Event, make_tracker
+from textbackd.pbx import registry as pbx_kinds
+from textbackd.pbx.base import Event, PbxClient
+from textbackd.pbx.registry import make_tracker
 from textbackd.daemon.pipeline import Pipeline
-from textbackd.senders.base import Sender, build_sender
+from textbackd.senders import registry as sender_kinds
+from textbackd.senders.base import Sender
+from textbackd.senders.registry import build_sender
 from textbackd.store.db import MessageRow, Store
 
 log = structlog.get_logger(__name__)
@@ -41,16 +45,8 @@ CallObserver = Callable[[Call, Any], Awaitable[None] | None]
 TextObserver = Callable[[MessageRow, MessageState, str], Awaitable[None] | None]
 
 
-def make_client(config: Config, on_event: Callable[[Event, float], Awaitable[None]], clock: Callable[[], float]):
-    if config.pbx.kind == "asterisk":
-        from textbackd.pbx.asterisk.client import AmiClient
-        from textbackd.pbx.asterisk.tracker import AmiTracker
-
-        # frames the tracker can never use (most VarSet/Newexten/CEL) are dropped undecoded
-        return AmiClient(config.pbx, on_event, clock=clock, select=AmiTracker.wants_frame)
-    from textbackd.pbx.freeswitch.client import FsClient
-
-    return FsClient(config.pbx, on_event, clock=clock)
+def make_client(config: Config, on_event: Callable[[Event, float], Awaitable[None]], clock: Callable[[], float]) -> PbxClient:
+    return pbx_kinds.get(config.pbx.kind).make_client(config, on_event, clock)
 
 
 class Daemon:
@@ -76,7 +72,7 @@ class Daemon:
         self.expire_every = expire_every
         self.store: Store | None = None
         self.tracker = make_tracker(config)
-        self.client: Any = None
+        self.client: PbxClient | None = None
         self.outbox: Outbox | None = None
         self.senders: list[Sender] = []
         self.listener: Any = None
@@ -194,6 +190,14 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def pbx_connected(self) -> bool:
+        return self.client is not None and self.client.connected
+
+    @property
+    def pbx_reconnects(self) -> int:
+        return self.client.reconnects if self.client is not None else 0
+
     async def wait_ready(self) -> None:
         await self._ready.wait()
 
@@ -205,7 +209,7 @@ class Daemon:
         """
         from textbackd.daemon.listener import Listener
 
-        needed = bool({s.kind for s in self.config.senders} & {"kannel", "twilio", "http"})
+        needed = any(sender_kinds.get(s.kind).needs_listener for s in self.config.senders)
         listener = Listener(self.config, self.conversations, self.senders)
         listener.add_get("/healthz", self._healthz)
         listener.add_get("/metrics", self._metrics_page)
@@ -227,7 +231,7 @@ class Daemon:
         for call in self.tracker.feed(event, at):
             await self._finished(call)
         self._tracker_dirty = True
-        if getattr(self.tracker, "urgent", False):
+        if self.tracker.urgent:
             self._checkpoint()
 
     async def _finished(self, call: Call) -> None:
@@ -274,7 +278,7 @@ class Daemon:
 
     def _restore_tracker(self) -> None:
         """Calls open when the last process died; the first resync closes those that ended meanwhile."""
-        if not hasattr(self.tracker, "restore") or self.store is None:
+        if self.store is None:
             return
         saved = self.store.load_tracker_state(self.config.pbx.kind)
         if saved:
@@ -283,7 +287,7 @@ class Daemon:
                 log.warning("calls_restored_after_restart", calls=n, saved_at=saved[1])
 
     def _checkpoint(self, force: bool = False) -> None:
-        if not hasattr(self.tracker, "snapshot") or self.store is None:
+        if self.store is None:
             return
         if not (force or self._tracker_dirty):
             return
@@ -320,7 +324,7 @@ class Daemon:
                 systemd.notify(f"STATUS={self.status_line()}")
 
     def status_line(self) -> str:
-        link = "PBX connected" if getattr(self.client, "connected", False) else "PBX not connected (retrying)"
+        link = "PBX connected" if self.pbx_connected else "PBX not connected (retrying)"
         depth = self.outbox_depth_cached
         last = f", last event {time.strftime('%H:%M:%S', time.localtime(self.last_event_at))}" if self.last_event_at else ", no event yet"
         store = "" if self.store_ok else f", STORE NOT WRITABLE ({len(self.unwritten)} calls held in memory)"
@@ -334,11 +338,12 @@ class Daemon:
         """READY=1 once the PBX login succeeded or failed once (then it is being retried)."""
         deadline = time.monotonic() + self.config.pbx.connect_timeout + 2
         c = self.client
-        while time.monotonic() < deadline and not getattr(c, "connected", False):
-            if getattr(c, "reconnects", 0) or (getattr(c, "sessions", 0) and getattr(c, "_writer", 1) is None):
-                break  # the first attempt is over (refused or dropped): it is being retried
+        assert c is not None
+        while time.monotonic() < deadline and not c.connected:
+            if c.first_attempt_over:
+                break  # refused or dropped: it is being retried
             await asyncio.sleep(0.05)
-        if getattr(self.client, "connected", False):
+        if c.connected:
             status = f"ready: {self.status_line()}"
         else:
             status = f"ready: PBX login failing, retrying; {self.status_line()}"

@@ -47,7 +47,7 @@ from typing import Any
 
 from textbackd.core import numbers
 from textbackd.decide import templates
-from textbackd.config import Config, LineConfig
+from textbackd.core.settings import Config, LineConfig
 from textbackd.core.model import Call, Direction, Outcome, iso
 
 # How long after the caller's last text to us a conversation counts as open.
@@ -223,7 +223,7 @@ def _prepare(config: Config) -> _Prepared:
     lines = {}
     for line in config.lines:
         lines.setdefault(numbers.normalize(line.did, region), line)
-    own = {numbers.normalize(raw, region) for raw in [*(ln.did for ln in config.lines), *(s.from_ for s in config.senders)]}
+    own = {numbers.normalize(raw, region) for raw in [*(ln.did for ln in config.lines), *(s.own_number for s in config.senders)]}
     prepared = _Prepared(
         lines=lines,
         own=frozenset(n for n in own if n.startswith("+")),

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from textbackd.core import sms
 
 if TYPE_CHECKING:
-    from textbackd.config import Config, LineConfig, OpeningHours
+    from textbackd.core.settings import Config, LineConfig, OpeningHours
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _SHORT_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

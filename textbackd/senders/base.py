@@ -1,7 +1,8 @@
-"""The protocol every modem and HTTP gateway implements.
+"""The protocols every sender kind implements: the ``Sender`` that sends, and the ``SenderKind``
+that tells the rest of the daemon about the kind (its config section, routes, checks, metrics).
 
 A sender turns ``(to, text)`` into a ``SendResult`` or raises one of the
-``SendError`` subclasses from ``textbackd.errors``:
+``SendError`` subclasses from ``textbackd.core.errors``:
 
 * ``TemporarySendError`` (and ``SenderUnavailableError``): nothing was sent; the
   outbox retries later, possibly through the next sender;
@@ -11,16 +12,26 @@ A sender turns ``(to, text)`` into a ``SendResult`` or raises one of the
   it blindly.
 
 Incoming texts and delivery reports go to an ``InboundSink`` given at start.
+
+A kind is one folder (``senders/<kind>/``) whose ``__init__`` exposes ``KIND``, an
+object of this module's ``SenderKind`` protocol; ``senders/registry.py`` lists them.
+The ``__init__`` stays cheap (no aiohttp, no serial): the sender and its routes are
+imported when first built.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from textbackd.core.model import DeliveryReport, IncomingText, SendResult
+from textbackd.core.settings import SenderConfig
 
 if TYPE_CHECKING:
-    from textbackd.config import Config
+    from textbackd.core.checks import Check
+    from textbackd.core.settings import Config, Section
+    from textbackd.senders.webhooks import WebhookContext
 
 
 class InboundSink(Protocol):
@@ -46,6 +57,9 @@ class Sender(Protocol):
     def healthy(self) -> bool:
         """True when the sender believes a send would be attempted now."""
 
+    def status(self) -> Mapping[str, Any]:
+        """Facts for ``/healthz``, ``/metrics`` and the status page (signal, last error...)."""
+
 
 class NullSink:
     """An ``InboundSink`` that drops everything (CLI one-shot sends)."""
@@ -57,24 +71,91 @@ class NullSink:
         return None
 
 
-def build_sender(name: str, config: Config) -> Sender:
-    """The configured sender ``name``, not yet started.
+Handler = Callable[[Any], Awaitable[Any]]  # aiohttp request → response
 
-    Every sender class takes ``(sender_config, config)``.
-    """
-    from textbackd.core.errors import ConfigError
 
-    try:
-        sc = config.sender(name)
-    except KeyError:
-        known = ", ".join(s.name for s in config.senders) or "none configured"
-        raise ConfigError(f"no sender named {name!r} (senders: {known})", file=config.source) from None
-    if sc.kind == "modem":
-        from textbackd.senders.modem.sender import ModemSender as cls
-    elif sc.kind == "kannel":
-        from textbackd.senders.kannel.sender import KannelSender as cls
-    elif sc.kind == "twilio":
-        from textbackd.senders.twilio.sender import TwilioSender as cls
-    else:
-        from textbackd.senders.http.sender import HttpSender as cls
-    return cls(sc, config)
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One webhook a kind mounts on the HTTP listener (inbound texts, delivery reports)."""
+
+    method: str
+    path: str
+    handler: Handler
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    """A per-sender gauge a kind exports: ``textbackd_<name>{sender}`` from ``status()[key]``."""
+
+    name: str
+    doc: str
+    key: str
+
+
+class SenderKind(Protocol):
+    """What the daemon, the listener, ``check-config`` and ``doctor`` know of a sender kind."""
+
+    name: str  # the ``kind = "..."`` of a [[senders]] table
+    needs_listener: bool  # inbound texts / delivery reports come over HTTP
+    needs_http_secret: bool  # its webhooks are protected by ``http.secret``
+    gauges: Sequence[Gauge]
+
+    def parse_config(self, sec: Section, name: str) -> SenderConfig:
+        """Read the rest of a ``[[senders]]`` table (``name`` and ``kind`` are read); ``sec.done()`` included."""
+
+    def build(self, sc: SenderConfig, config: Config) -> Sender:
+        """The sender, not yet started."""
+
+    def describe(self, sc: SenderConfig) -> str:
+        """One line for ``check-config`` (secrets as set / not set)."""
+
+    def routes(self, ctx: WebhookContext) -> Sequence[Route]:
+        """The kind's webhooks, mounted by the listener."""
+
+    def webhook_urls(self, sc: SenderConfig, config: Config) -> Mapping[str, str]:
+        """What an admin configures on the gateway (secrets shown as ``<http.secret>``)."""
+
+    async def check(self, sc: SenderConfig, config: Config, timeout: float) -> Check:
+        """``doctor``: can a text go out this way? Sends nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig(SenderConfig):
+    """The fields every HTTP gateway kind's section has; each gateway kind's config extends it."""
+
+    url: str = ""
+    timeout: float = 15.0
+    from_: str = ""  # TOML key "from"
+
+    @property
+    def own_number(self) -> str:
+        return self.from_
+
+
+def parse_gateway(sec: Section) -> dict[str, Any]:
+    """``url``, ``timeout`` and ``from`` of an HTTP gateway section, as keyword arguments."""
+    return {
+        "url": sec.str("url"),
+        "timeout": sec.float("timeout", 15.0, lo=0.5, hi=300),
+        "from_": sec.str("from"),
+    }
+
+
+def require(sec: Section, kind: str, *keys: str) -> None:
+    """``sec.error(key, 'required for kind ...')`` for the first of ``keys`` the section lacks."""
+    for k in keys:
+        if not sec.has(k):
+            raise sec.error(k, f'required for kind "{kind}"')
+
+
+def secret_state(s: Any) -> str:
+    return "set (hidden)" if s else "not set"
+
+
+def unreachable(sc: SenderConfig, netloc: str, e: BaseException) -> Check:
+    """``doctor``'s verdict for a gateway that did not answer."""
+    from textbackd.core.checks import Check
+
+    why = "no answer in time" if isinstance(e, TimeoutError) else type(e).__name__
+    return Check(f"sender {sc.name}", False, f"{sc.kind} gateway {netloc} not reachable ({why})",
+                 f"check url of sender {sc.name!r}, that the gateway runs, and DNS/firewall")

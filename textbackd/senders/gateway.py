@@ -44,7 +44,8 @@ from textbackd.core.errors import (
 from textbackd.senders.base import InboundSink, NullSink
 
 if TYPE_CHECKING:
-    from textbackd.config import Config, SenderConfig
+    from textbackd.core.settings import Config
+    from textbackd.senders.base import GatewayConfig as SenderConfig
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +118,9 @@ class HttpGateway:
         self.sink: InboundSink = NullSink()
         self._session: aiohttp.ClientSession | None = None
         self._unreachable_since: float | None = None
+        self.last_success_at: float | None = None  # wall-clock seconds of the last accepted request
+        self.last_error: str = ""
+        self.last_error_at: float | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} kind={self.kind!r} host={self.host}>"
@@ -154,6 +158,14 @@ class HttpGateway:
         since = self._unreachable_since
         return since is None or time.monotonic() - since > UNHEALTHY_SECONDS
 
+    def status(self) -> dict[str, Any]:
+        """For ``/healthz`` and the status page: the last success and the last error."""
+        return {"healthy": self.healthy(), "host": self.host, "last_success_at": self.last_success_at,
+                "last_error": self.last_error, "last_error_at": self.last_error_at}
+
+    def _error(self, what: str) -> None:
+        self.last_error, self.last_error_at = what, time.time()
+
     # --- HTTP ----------------------------------------------------------------------
 
     def _ensure_session(self) -> aiohttp.ClientSession:
@@ -188,11 +200,15 @@ class HttpGateway:
                 self._unreachable_since = time.monotonic()
                 reason = "timed out connecting" if isinstance(e, asyncio.TimeoutError) else "cannot connect"
                 log.warning("gateway_unreachable", sender=self.name, host=self.host, port=self.port, reason=reason)
+                self._error(reason)
                 raise SenderUnavailableError(f"{where}: {reason}") from None
             reason = "no answer in time" if isinstance(e, asyncio.TimeoutError) else "connection lost"
             log.warning("gateway_outcome_unknown", sender=self.name, host=self.host, port=self.port, reason=reason)
+            self._error(f"{reason} after the request was sent")
             raise UnknownSendError(f"{where}: {reason} after the request was sent; it may have gone out") from None
         self._unreachable_since = None
+        if 200 <= result.status < 300:
+            self.last_success_at = time.time()
         return result
 
     def fail(self, resp: Response, code: str | None = None, words: str = "") -> None:
@@ -201,6 +217,7 @@ class HttpGateway:
         prefix = f"{self.label} {code}" if code else f"{self.label} {self.name!r} HTTP {status}"
         detail = words or scrub(resp.text) or "no details"
         msg = f"{prefix}: {detail}"
+        self._error(msg)
         if status in (429, 408) or status >= 500:
             ra = retry_after_seconds(resp.headers.get("Retry-After"))
             log.warning("gateway_busy", sender=self.name, status=status, code=code, retry_after=ra)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from textbackd.config import Config
+from textbackd.core.settings import Config
 from textbackd.core.numbers import normalize
 from textbackd.store.db import Store
 

@@ -48,7 +48,7 @@ from textbackd.core.errors import PbxAuthError, PbxConnectionError, PbxError, Pb
 from textbackd.pbx.base import EventCallback
 
 if TYPE_CHECKING:
-    from textbackd.config import PbxConfig
+    from textbackd.core.settings import PbxConfig
 
 log = structlog.get_logger(__name__)
 
@@ -122,6 +122,11 @@ class AmiClient:
             log.info("ami.reconnect_in", seconds=round(delay, 2), attempt=failures)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), delay)
+
+    @property
+    def first_attempt_over(self) -> bool:
+        """The first session was refused or dropped: it is being retried."""
+        return self.reconnects > 0 or (self.sessions > 0 and self._writer is None)
 
     def backoff(self, failures: int) -> float:
         """Delay before the next attempt: exponential, capped, the upper half random."""

@@ -26,7 +26,7 @@ import structlog
 
 from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.core.errors import TextbackError
-from textbackd.replay import open_trace
+from textbackd.pbx.base import open_trace
 
 log = structlog.get_logger(__name__)
 

@@ -78,7 +78,7 @@ from textbackd.core import numbers
 from textbackd.core.model import Call, Direction, Outcome, utc_from_epoch
 
 if TYPE_CHECKING:
-    from textbackd.config import Config
+    from textbackd.core.settings import Config
 
 log = structlog.get_logger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from textbackd.config import PbxConfig
+from textbackd.core.settings import PbxConfig
 from textbackd.core.errors import PbxAuthError, PbxConnectionError, PbxError, PbxProtocolError
 from textbackd.pbx.freeswitch.frames import (
     API_RESPONSE,
@@ -155,6 +155,11 @@ class FsClient:
                 break
             self.reconnects += 1
             delay = min(self.config.reconnect_max, max(delay * 2, self.config.reconnect_min))
+
+    @property
+    def first_attempt_over(self) -> bool:
+        """The first session was refused or dropped: it is being retried."""
+        return self.reconnects > 0 or (self.sessions > 0 and self._session is None)
 
     async def close(self) -> None:
         self._closing = True

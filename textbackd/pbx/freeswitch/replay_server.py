@@ -43,7 +43,7 @@ class Block:
 
 def load_capture(path: str | Path) -> list[Block]:
     """The event frames of a recorded ``event plain`` capture (``.gz`` accepted), with their times."""
-    from textbackd.replay import open_trace
+    from textbackd.pbx.base import open_trace
 
     data = open_trace(path)
     blocks: list[Block] = []

@@ -48,6 +48,6 @@ def iter_events(data: bytes, chunk: int = CHUNK, name: str = "capture") -> Itera
 
 
 def read_events(path: str | Path) -> Iterator[tuple[Event, float]]:
-    from textbackd.replay import open_trace
+    from textbackd.pbx.base import open_trace
 
     return iter_events(open_trace(path), name=str(path))

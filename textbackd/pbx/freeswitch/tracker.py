@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from textbackd.config import Config
+from textbackd.core.settings import Config
 from textbackd.core.model import Call, Direction, Outcome, utc_from_epoch
 from textbackd.core.numbers import normalize
 

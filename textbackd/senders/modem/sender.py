@@ -56,7 +56,8 @@ from textbackd.senders.modem.serial_link import ModemUnavailableError, SerialLin
 from textbackd.senders.base import InboundSink, NullSink
 
 if TYPE_CHECKING:
-    from textbackd.config import Config, SenderConfig
+    from textbackd.core.settings import Config
+    from textbackd.senders.modem.config import ModemConfig as SenderConfig
 
 log = structlog.get_logger(__name__)
 
