@@ -154,8 +154,8 @@ def _serve(sock: socket.socket, want_events: int) -> None:
 
 
 async def _client_run(port: int, stream: Stream, cfg) -> dict:
-    from textbackd.pbx.asterisk.client import AmiClient
     from textbackd.config import PbxConfig, Secret
+    from textbackd.pbx.asterisk.client import AmiClient
 
     tracker = AmiTracker(cfg)
     calls = 0

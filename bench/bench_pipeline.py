@@ -42,14 +42,14 @@ sys.path.insert(0, str(ROOT))
 from textbackd import config as cfgmod  # noqa: E402
 from textbackd import policy  # noqa: E402
 from textbackd.core import numbers
+from textbackd.core.model import Call, Direction, MessageState, Outcome  # noqa: E402
+from textbackd.daemon.pipeline import TEXTBACK, Pipeline, history  # noqa: E402
+from textbackd.daemon.service import Daemon  # noqa: E402
 from textbackd.pbx.asterisk.frames import AmiParser  # noqa: E402
 from textbackd.pbx.asterisk.replay_server import AmiReplayServer, load_capture  # noqa: E402
 from textbackd.pbx.asterisk.tracker import AmiTracker  # noqa: E402
-from textbackd.core.model import Call, Direction, MessageState, Outcome  # noqa: E402
 from textbackd.senders.modem import pdu as pdu_mod  # noqa: E402
 from textbackd.senders.modem.simulator import ModemSimulator  # noqa: E402
-from textbackd.daemon.pipeline import TEXTBACK, Pipeline, history  # noqa: E402
-from textbackd.daemon.service import Daemon  # noqa: E402
 from textbackd.store.db import Store  # noqa: E402
 
 CAPTURE = ROOT / "tests" / "data" / "asterisk" / "05-busy"

@@ -21,7 +21,6 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-
 from textbackd.pbx.asterisk.replay_server import Block, load_capture
 
 DATA = Path(__file__).parent / "data"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from textbackd import config
+from textbackd.config import PbxConfig, Secret
+from textbackd.core.model import Outcome
 from textbackd.pbx.asterisk.client import AmiClient
 from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.pbx.asterisk.tracker import AmiTracker, wants_frame
-from textbackd.config import PbxConfig, Secret
-from textbackd.core.model import Outcome
 from textbackd.replay import open_trace
 
 DATA = Path(__file__).parent / "data" / "asterisk"

@@ -12,12 +12,12 @@ import json
 import re
 
 import pytest
+from e2e import ASTERISK
 
 from textbackd import config
 from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.pbx.asterisk.replay_server import AmiReplayServer, _frame, builtin_busy_hour
 from textbackd.pbx.asterisk.tracker import AmiTracker
-from e2e import ASTERISK
 
 CFG = config.parse({"business": {"name": "x"}}, env={})
 BLOCKS = builtin_busy_hour()

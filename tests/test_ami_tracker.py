@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from textbackd import config
+from textbackd.core.model import Direction, Outcome
 from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.pbx.asterisk.replay_source import read_events
 from textbackd.pbx.asterisk.tracker import AmiTracker, wants_frame
-from textbackd.core.model import Direction, Outcome
 from textbackd.replay import open_trace, replay_calls
 
 DATA = Path(__file__).parent / "data"

@@ -9,10 +9,10 @@ import sys
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from e2e import capture
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from e2e import capture
 from textbackd.pbx.asterisk.replay_server import AmiReplayServer
 
 

@@ -7,8 +7,20 @@ import signal
 from collections import Counter
 
 import pytest
+from e2e import (
+    DATA,
+    capture,
+    chain,
+    labels,
+    query,
+    rewrite,
+    settled,
+    spawn_daemon,
+    stop_daemon,
+    wait_until,
+    write_config,
+)
 
-from e2e import DATA, capture, chain, labels, query, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
 from textbackd.pbx.asterisk.replay_server import AmiReplayServer
 from textbackd.pbx.freeswitch.replay_server import EslReplayServer
 from textbackd.pbx.freeswitch.replay_server import load_capture as load_esl

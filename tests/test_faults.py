@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from e2e import capture, chain, query, renumber, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
-from e2e import capture, chain, query, renumber, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
 from textbackd.pbx.asterisk.replay_server import AmiReplayServer, Block
 
 pytestmark = pytest.mark.slow

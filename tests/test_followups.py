@@ -5,10 +5,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from textbackd import config
+from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome, SendResult
 from textbackd.daemon import followups
 from textbackd.daemon.conversations import Conversations
 from textbackd.daemon.followups import Facts, Followups, chain_recheck, escalation_due, next_touch, plan, stop_reason
-from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome, SendResult
 from textbackd.daemon.outbox import Outbox
 from textbackd.daemon.pipeline import Pipeline
 from textbackd.store.db import Store

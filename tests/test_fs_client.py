@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from textbackd.config import Config, Secret, parse
+from textbackd.core.model import Call
 from textbackd.pbx.freeswitch.client import FsClient, subscription
 from textbackd.pbx.freeswitch.replay_server import EslReplayServer, load_capture
 from textbackd.pbx.freeswitch.tracker import FsTracker
-from textbackd.core.model import Call
 
 TRACES = pathlib.Path(__file__).parent / "data" / "freeswitch" / "traces"
 

@@ -7,10 +7,10 @@ import pathlib
 from typing import Any
 
 from textbackd.config import parse
-from textbackd.pbx.freeswitch.replay_server import EslReplayServer, load_capture
 from textbackd.core.model import Direction
-from textbackd.decide.policy import TextDecision
 from textbackd.daemon.service import Daemon
+from textbackd.decide.policy import TextDecision
+from textbackd.pbx.freeswitch.replay_server import EslReplayServer, load_capture
 
 TRACES = pathlib.Path(__file__).parent / "data" / "freeswitch" / "traces"
 NOW = 1_795_396_000.0  # the capture's own day, so every call is fresh for the policy

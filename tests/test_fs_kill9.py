@@ -7,8 +7,8 @@ import signal
 from collections import Counter
 
 import pytest
-
 from e2e import DATA, query, settled, spawn_daemon, stop_daemon, wait_until, write_config
+
 from textbackd.pbx.freeswitch.replay_server import EslReplayServer, load_capture
 
 pytestmark = pytest.mark.slow

@@ -17,10 +17,10 @@ import pathlib
 import pytest
 
 from textbackd.config import parse
+from textbackd.core.model import Call
 from textbackd.pbx.freeswitch.frames import event_time
 from textbackd.pbx.freeswitch.replay_server import EslReplayServer, load_capture
 from textbackd.pbx.freeswitch.tracker import CUSTOM_SUBCLASSES, EVENTS, RESYNC_GRACE, SNAPSHOT_EVENT, FsTracker
-from textbackd.core.model import Call
 
 TRACES = pathlib.Path(__file__).parent / "data" / "freeswitch" / "traces"
 CFG = parse({"pbx": {"kind": "freeswitch", "password": "ClueCon"}, "business": {"name": "Acme Dental"}}, env={})

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textbackd.config import Config, parse
+from textbackd.core.model import Call, Direction, Outcome
 from textbackd.pbx.freeswitch.replay_source import read_events
 from textbackd.pbx.freeswitch.tracker import FsTracker
-from textbackd.core.model import Call, Direction, Outcome
 from textbackd.pbx.registry import make_tracker
 from textbackd.replay import replay_calls
 

@@ -8,13 +8,13 @@ import json
 import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_listener import Sink, free_port
 
 from textbackd import config as config_mod
-from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.daemon.listener import Listener
-from textbackd.senders.modem import at
+from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.senders.gateway import dlr_token
-from test_listener import Sink, free_port
+from textbackd.senders.modem import at
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SECRET = "fuzz-secret-1234"

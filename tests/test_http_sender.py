@@ -16,9 +16,9 @@ from textbackd.core.errors import PermanentSendError, SenderUnavailableError, Te
 from textbackd.core.model import MessageState
 from textbackd.daemon.outbox import Outbox
 from textbackd.senders.base import NullSink
+from textbackd.senders.http.sender import HttpSender, json_path, render
 from textbackd.senders.registry import build_sender
 from textbackd.store.db import Store
-from textbackd.senders.http.sender import HttpSender, json_path, render
 
 API_KEY = "key-6a5b4c3d2e1f"
 

@@ -17,8 +17,8 @@ import pytest
 
 from textbackd import config as config_mod
 from textbackd.core.errors import PermanentSendError, SenderUnavailableError
-from textbackd.daemon.listener import Listener
 from textbackd.core.model import DeliveryReport, IncomingText
+from textbackd.daemon.listener import Listener
 from textbackd.senders.registry import build_sender
 
 BEARERBOX = shutil.which("bearerbox") or "/usr/sbin/bearerbox"
@@ -302,8 +302,8 @@ def test_kannel_answers_health_check(kannel: Kannel):
 
 async def test_outbox_store_and_conversations_through_kannel(kannel: Kannel, tmp_path):
     """End to end with the real outbox and store: sent, delivered by Kannel's report, and the reply recorded."""
-    from textbackd.daemon.conversations import Conversations
     from textbackd.core.model import MessageState
+    from textbackd.daemon.conversations import Conversations
     from textbackd.daemon.outbox import Outbox
     from textbackd.store.db import Store
 
@@ -328,7 +328,7 @@ async def test_outbox_store_and_conversations_through_kannel(kannel: Kannel, tmp
         smsc.inject("12125550111 12125550100 text Tuesday 10am works")
         await until(lambda: store.incoming(number="+12125550111"), "the reply in the store", kannel)
         [row] = store.incoming(number="+12125550111")
-        assert (row["sender"], row["text"]) == ("kan", "Tuesday 10am works")
+        assert (row.sender, row.text) == ("kan", "Tuesday 10am works")
     finally:
         smsc.close()
         await sender.close()

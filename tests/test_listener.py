@@ -11,8 +11,8 @@ import structlog
 from aiohttp import web
 
 from textbackd import config as config_mod
-from textbackd.daemon.listener import Listener, webhook_urls
 from textbackd.core.model import DeliveryReport, IncomingText
+from textbackd.daemon.listener import Listener, webhook_urls
 from textbackd.senders.gateway import dlr_token
 from textbackd.senders.twilio.sender import signature
 

@@ -9,9 +9,9 @@ from smspdudecoder.fields import SMSSubmit
 
 from textbackd.config import parse
 from textbackd.core.errors import PermanentSendError, SenderUnavailableError, TemporarySendError, UnknownSendError
+from textbackd.senders.base import Sender
 from textbackd.senders.modem.sender import ModemSender
 from textbackd.senders.modem.simulator import ModemSimulator
-from textbackd.senders.base import Sender
 from textbackd.senders.registry import build_sender
 
 WAIT = 20.0  # generous, only so a broken build fails instead of hanging

@@ -8,15 +8,14 @@ from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.controller import Controller
+from test_followups import Clock
 
 from textbackd import config
-from textbackd.daemon.conversations import Conversations
 from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome
+from textbackd.daemon.conversations import Conversations
 from textbackd.daemon.notify import Notifier
 from textbackd.daemon.pipeline import Pipeline
 from textbackd.store.db import Store
-
-from test_followups import Clock
 
 # Tuesday 2026-11-24 15:00 in New York: open
 T0 = datetime(2026, 11, 24, 20, 0, tzinfo=timezone.utc)
@@ -128,7 +127,7 @@ async def test_an_smtp_outage_queues_the_mail_and_never_blocks_texting(store, tm
     clock = Clock(T0.timestamp())
     notifier = Notifier(store, cfg, clock=clock, smtp_timeout=5)
     await _reply(store, cfg, clock, notifier, text="hello?")
-    assert store.incoming(number=CALLER)[0]["text"] == "hello?"  # texting side done, mail only queued
+    assert store.incoming(number=CALLER)[0].text == "hello?"  # texting side done, mail only queued
     assert await notifier.send_due() == 0
     row = store.db.execute("SELECT * FROM emails").fetchone()
     assert row["state"] == "queued" and row["attempts"] == 1 and row["next_try"] == clock.t + 30

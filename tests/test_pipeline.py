@@ -3,8 +3,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from textbackd import config
-from textbackd.daemon.conversations import Conversations, keyword
 from textbackd.core.model import Call, DeliveryReport, Direction, IncomingText, MessageState, Outcome
+from textbackd.daemon.conversations import Conversations, keyword
 from textbackd.daemon.pipeline import Pipeline
 from textbackd.store.db import Store
 

@@ -3,8 +3,9 @@
 import json
 from datetime import datetime
 
-from textbackd.cli import main
 from e2e import ASTERISK
+
+from textbackd.cli import main
 
 BUSY = str(ASTERISK / "18-busy-office-hour.ami.gz")
 

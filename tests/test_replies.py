@@ -10,21 +10,21 @@ from email.message import EmailMessage
 import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
-
 from e2e import capture, query, renumber, settled, spawn_daemon, stop_daemon, wait_until, write_config
 from test_followups import Clock
-from test_notify import Inbox, free_port
 from test_kannel import FakeSmsc, kannel, until  # noqa: F401 - a real Kannel for this module
 from test_kannel import make_config as kannel_config
+from test_notify import Inbox, free_port
+
 from textbackd import config
-from textbackd.pbx.asterisk.replay_server import AmiReplayServer
 from textbackd.config import EmailConfig
+from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome
 from textbackd.daemon.conversations import Conversations
 from textbackd.daemon.listener import Listener
 from textbackd.daemon.mail_in import MailIn, answer_text
-from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome
 from textbackd.daemon.notify import Notifier, queue_staff_text
 from textbackd.daemon.pipeline import Pipeline
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer
 from textbackd.senders.registry import build_sender
 from textbackd.store.db import Store
 

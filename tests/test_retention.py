@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 
 from textbackd import config as cfgmod
 from textbackd.core.model import Call, Direction, MessageState, Outcome
-from textbackd.store.retention import export, forget, purge
 from textbackd.daemon.service import Daemon
 from textbackd.store.db import Store, call_key
+from textbackd.store.retention import export, forget, purge
 
 NOW = time.time()
 DAY = 86400.0
@@ -150,7 +150,7 @@ async def test_daemon_housekeeping_applies_retention_days(tmp_path):
         d.stop()
         await asyncio.wait_for(task, 10)
     store = Store(tmp_path / "t.db")
-    assert [r["caller"] for r in store.calls()] == ["+12125550128"]
+    assert [r.caller for r in store.calls()] == ["+12125550128"]
     assert counts(store)["incoming"] == 0
 
 

@@ -12,8 +12,8 @@ import sys
 
 import aiohttp
 import pytest
-
 from e2e import capture, chain, renumber, rewrite, settled, stop_daemon, wait_until, write_config
+
 from textbackd.pbx.asterisk.replay_server import AmiReplayServer
 
 pytestmark = pytest.mark.slow

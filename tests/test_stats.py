@@ -7,18 +7,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from test_followups import Clock, RecordingSender
 
 from textbackd import config
-from textbackd.store import figures as stats
-from textbackd.daemon.conversations import Conversations
 from textbackd.core.model import IncomingText, MessageState
+from textbackd.daemon.conversations import Conversations
 from textbackd.daemon.notify import queue_staff_text
 from textbackd.daemon.outbox import Outbox
 from textbackd.daemon.pipeline import Pipeline
 from textbackd.replay import replay_calls
+from textbackd.store import figures as stats
 from textbackd.store.db import Store
-
-from test_followups import Clock, RecordingSender
 
 DATA = Path(__file__).parent / "data" / "asterisk"
 TRACE = DATA / "18-busy-office-hour.ami.gz"
@@ -101,7 +100,7 @@ def test_the_busy_hour_figures_match_the_hand_count(busy_hour):
     assert t.median_staff_response == pytest.approx(300)  # first reply at +120 s, staff at +420 s
     # each text went at the first outbox pass after its grace: between 30 s and the gap to the next call
     sent = [m for m in store.messages(limit=100) if m.kind == "textback" and m.state is MessageState.SENT]
-    ended = {row["id"]: row["ended"] for row in store.calls(limit=100)}
+    ended = {row.id: row.ended for row in store.calls(limit=100)}
     delays = sorted(m.sent_at - ended[m.call_id] for m in sent)
     assert t.median_to_text == pytest.approx((delays[13] + delays[14]) / 2) and t.median_to_text >= 30
 

@@ -48,7 +48,7 @@ def test_call_recorded_once(tmp_path):
     s = Store(tmp_path / "t.db")
     assert s.record_call(make_call()) is True
     assert s.record_call(make_call()) is False
-    assert s.get_call(call_key(make_call()))["caller"] == "+12125550102"
+    assert s.get_call(call_key(make_call())).caller == "+12125550102"
 
 
 def test_one_textback_per_call(tmp_path):
@@ -69,7 +69,7 @@ def test_transitions_are_recorded_and_checked(tmp_path):
     # a second worker cannot claim it again
     assert not s.transition(mid, MessageState.SENDING, now=2.1, expect=MessageState.SCHEDULED)
     assert s.transition(mid, MessageState.SENT, now=3.0, sender="modem1", refs=["17", "18"], segments=2)
-    assert [r["state"] for r in s.message_events(mid)] == ["scheduled", "sending", "sent"]
+    assert [r.state for r in s.message_events(mid)] == ["scheduled", "sending", "sent"]
     assert s.message_by_ref("modem1", "18").id == mid
     with pytest.raises(StoreError, match="not allowed"):
         s.transition(mid, MessageState.SCHEDULED, now=4.0)

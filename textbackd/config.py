@@ -30,7 +30,6 @@ from typing import Any
 from textbackd.core.errors import ConfigError
 from textbackd.core.settings import *  # noqa: F403 - the typed objects are part of this module's API
 from textbackd.core.settings import (
-    TEMPLATE_FIELDS,
     BusinessConfig,
     Config,
     EmailConfig,
@@ -41,9 +40,8 @@ from textbackd.core.settings import (
     MessagesConfig,
     PbxConfig,
     PolicyConfig,
-    Secret,
-    SenderConfig,
     Section,
+    SenderConfig,
     StoreConfig,
     check_template,
     parse_duration,

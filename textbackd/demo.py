@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import TextIO
 
 from textbackd import config as cfgmod
-from textbackd.decide import policy
-from textbackd.pbx.asterisk.replay_server import AmiReplayServer, builtin_busy_hour
 from textbackd.core.model import Call, Direction, MessageState
-from textbackd.senders.modem.simulator import ModemSimulator
 from textbackd.daemon.pipeline import Outcome as PipelineOutcome
 from textbackd.daemon.service import Daemon
+from textbackd.decide import policy
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer, builtin_busy_hour
+from textbackd.senders.modem.simulator import ModemSimulator
 from textbackd.store.db import MessageRow, Store
 
 # Callers who answer the text, by the order their text went out: (n-th text, reply).
@@ -169,7 +169,7 @@ async def run_demo(*, speed: float = 20.0, grace: float = 3.0, out: TextIO = sys
                     tally.sent_order += 1
                     call = daemon.store.get_call(m.call_id) if m.call_id else None
                     if call is not None:
-                        tally.text_delays.append(fresh.sent_at - call["ended"])
+                        tally.text_delays.append(fresh.sent_at - call.ended)
                 p.line("TEXT", f"→ {m.to_number} via {fresh.sender}, {fresh.segments} segment(s): {m.text}")
                 for ref in fresh.refs:
                     later(_deliver(sim, int(ref)))
@@ -204,8 +204,7 @@ async def run_demo(*, speed: float = 20.0, grace: float = 3.0, out: TextIO = sys
             final = Store(cfg.store.path, readonly=True)
             try:
                 tally.final_states = Counter(
-                    f"{r['kind']}:{r['state']}"
-                    for r in final.db.execute("SELECT kind, state FROM messages")
+                    {f"{kind}:{state}": n for (kind, state), n in final.state_counts().items()}
                 )
             finally:
                 final.close()

@@ -18,12 +18,10 @@ Checks, in order (a later one is skipped when what it needs failed):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from datetime import datetime
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from textbackd.core.settings import Config
 from textbackd.core.model import Call
+from textbackd.core.settings import Config
 from textbackd.pbx import registry as pbx_kinds
 from textbackd.pbx.base import open_trace
 from textbackd.pbx.registry import make_tracker

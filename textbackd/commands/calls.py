@@ -22,32 +22,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     store = Store(cfg.store.path, readonly=True)
-    rows = store.calls(limit=args.limit if not args.missed else 100000, since=parse_since(args.since), number=args.number)
-    if args.missed:
-        rows = [r for r in rows if r["missed"]][: args.limit]
+    rows = store.calls(limit=args.limit, since=parse_since(args.since), number=args.number, missed=args.missed)
     decisions = {}
     for r in rows:
-        m = store.db.execute(
-            "SELECT state, reason FROM messages WHERE call_id=? AND kind='textback'", (r["id"],)
-        ).fetchone()
-        decisions[r["id"]] = (m["state"] + (f" ({m['reason']})" if m["reason"] else "")) if m else ""
+        m = store.textback_of(r.id)
+        decisions[r.id] = (m.state + (f" ({m.reason})" if m.reason else "")) if m else ""
     if args.json:
-        dump_json({**dict(r), "text": decisions[r["id"]]} for r in rows)
+        dump_json({**_row(r), "text": decisions[r.id]} for r in rows)
         return 0
     table(
         ["ended", "direction", "caller", "name", "line", "outcome", "ring s", "text"],
         [
             (
-                local_time(r["ended"]),
-                r["direction"],
-                r["caller"],
-                r["caller_name"],
-                r["did"],
-                r["outcome"] + (" +vm" if r["voicemail_left"] else ""),
-                f"{r['ring_seconds']:.0f}",
-                decisions[r["id"]],
+                local_time(r.ended),
+                r.direction,
+                r.caller,
+                r.caller_name,
+                r.did,
+                r.outcome + (" +vm" if r.voicemail_left else ""),
+                f"{r.ring_seconds:.0f}",
+                decisions[r.id],
             )
             for r in rows
         ],
     )
     return 0
+
+
+def _row(r) -> dict:
+    """A stored call as ``--json`` prints it (as before: 0/1 for the flags, like the table's columns)."""
+    d = r.to_json()
+    d["missed"], d["voicemail_left"] = int(r.missed), int(r.voicemail_left)
+    return d

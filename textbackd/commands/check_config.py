@@ -68,9 +68,9 @@ def describe(cfg: cfgmod.Config) -> list[str]:
 
 
 def _templates(cfg: cfgmod.Config) -> list[str]:
-    from textbackd.decide import templates
-
     from datetime import datetime, timezone
+
+    from textbackd.decide import templates
 
     out = ["templates (rendered with sample values):"]
     for item in templates.render_all(cfg, datetime.now(timezone.utc)):

@@ -8,8 +8,8 @@ import json
 from textbackd.commands._common import load_config, local_time
 from textbackd.core.errors import TextbackError
 from textbackd.core.numbers import normalize
-from textbackd.store.retention import export
 from textbackd.store.db import Store
+from textbackd.store.retention import export
 
 NAME = "export"
 HELP = "print everything stored about a phone number (access request)"

@@ -15,8 +15,8 @@ import time
 from textbackd.commands._common import load_config
 from textbackd.commands.export import target
 from textbackd.core.errors import TextbackError
-from textbackd.store.retention import forget
 from textbackd.store.db import Store
+from textbackd.store.retention import forget
 
 NAME = "forget"
 HELP = "erase everything stored about a phone number (erasure request; an opt-out is kept)"

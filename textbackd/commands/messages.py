@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from textbackd.commands._common import dump_json, load_config, local_time, parse_since, table
 from textbackd.store.db import Store
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
             d = {k: getattr(m, k) for k in m.__dataclass_fields__}
             d["state"] = str(m.state)
             d["refs"] = list(m.refs)
-            d["history"] = [dict(e) for e in store.message_events(m.id)]
+            d["history"] = [dataclasses.asdict(e) for e in store.message_events(m.id)]
             out.append(d)
         dump_json(out)
         return 0

@@ -13,9 +13,9 @@ import sys
 from dataclasses import replace
 
 from textbackd import config as cfgmod
-from textbackd.pbx import registry as pbx_kinds
 from textbackd.core import log as logmod
 from textbackd.core.errors import TextbackError
+from textbackd.pbx import registry as pbx_kinds
 
 NAME = "replay"
 HELP = "replay a recorded AMI/ESL capture and print the calls it contains as JSON lines"

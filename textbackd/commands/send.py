@@ -13,8 +13,8 @@ import asyncio
 import json
 import sys
 
-from textbackd.core import numbers
 from textbackd.commands._common import load_config
+from textbackd.core import numbers
 from textbackd.core.errors import PermanentSendError, SendError, TemporarySendError, TextbackError, UnknownSendError
 from textbackd.senders.base import NullSink
 from textbackd.senders.registry import build_sender

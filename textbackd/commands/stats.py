@@ -6,8 +6,8 @@ import argparse
 import json
 import time
 
-from textbackd.store import figures as stats
 from textbackd.commands._common import load_config, parse_since
+from textbackd.store import figures as stats
 from textbackd.store.db import Store
 
 NAME = "stats"

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
+
+from textbackd.core.timeutil import iso, utc_from_epoch
 
 
 class Direction(enum.StrEnum):
@@ -99,6 +101,16 @@ class Call:
         return dataclasses.replace(self, **changes)
 
 
+class TextKind(enum.StrEnum):
+    """Why a text exists (``messages.kind``)."""
+
+    TEXTBACK = "textback"  # the policy's answer to a missed call
+    FOLLOWUP = "followup"  # a planned later touch after a text-back
+    CONFIRM = "confirm"  # the one answer to STOP / START
+    HELP = "help"  # the answer to HELP
+    STAFF = "staff"  # written by a person (reply command, mail, front desk, API)
+
+
 class MessageState(enum.StrEnum):
     """States of an outgoing text in the outbox.
 
@@ -117,6 +129,23 @@ class MessageState(enum.StrEnum):
     SKIPPED = "skipped"
     UNKNOWN = "unknown"
     EXPIRED = "expired"
+
+
+#: the outbox's work in progress (not history: retention keeps it)
+OPEN_STATES = (MessageState.SCHEDULED, MessageState.SENDING)
+#: a text that (may have) left: it counts as sent for dedupe, follow-ups and figures
+SENT_STATES = (MessageState.SENT, MessageState.DELIVERED)
+GONE_STATES = (MessageState.SENT, MessageState.DELIVERED, MessageState.UNKNOWN)
+#: a decision that was never a text
+NOT_COUNTED_STATES = (MessageState.SKIPPED, MessageState.CANCELLED)
+
+
+class EmailState(enum.StrEnum):
+    """States of a staff e-mail in its queue (``emails.state``)."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +182,170 @@ class DeliveryReport:
     detail: str = ""
 
 
-def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# --------------------------------------------------------------------------------------
+# what the store holds (times are UTC seconds since the epoch)
 
 
-def utc_from_epoch(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A stored call (``calls`` row); ``id`` is ``"<pbx>:<pbx call id>"``."""
+
+    id: str
+    pbx: str
+    direction: str
+    outcome: str
+    missed: bool
+    caller: str
+    caller_raw: str
+    caller_name: str
+    did: str
+    started: float
+    answered_at: float | None
+    ended: float
+    ring_seconds: float
+    voicemail_left: bool
+    voicemail_box: str | None
+    answered_by: str | None
+    queue: str | None
+    channel: str | None
+    recorded_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """A stored text or decision (``messages`` row)."""
+
+    id: int
+    call_id: str | None
+    kind: str
+    to_number: str
+    text: str
+    template: str
+    line_did: str
+    state: MessageState
+    reason: str
+    sender_pref: str
+    sender: str
+    segments: int
+    encoding: str
+    refs: tuple[str, ...]
+    attempts: int
+    created: float
+    send_at: float
+    updated: float
+    sent_at: float | None
+    delivered_at: float | None
+    expires_at: float | None
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """One state change of a text (``message_events`` row)."""
+
+    at: float
+    state: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRecord:
+    """A stored text from a phone (``incoming`` row)."""
+
+    id: int
+    sender: str
+    from_number: str
+    to_number: str | None
+    text: str
+    received_at: float
+    provider_id: str | None
+    call_id: str | None
+    keyword: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmailRow:
+    """A staff e-mail in the queue (``emails`` row); ``headers`` keys starting with ``_`` are bookkeeping."""
+
+    id: int
+    kind: str
+    to_addrs: tuple[str, ...]
+    subject: str
+    body: str
+    headers: dict[str, str]
+    state: EmailState
+    attempts: int
+    created: float
+    next_try: float
+    sent_at: float | None
+    last_error: str
+
+
+# --------------------------------------------------------------------------------------
+# what the policy and the follow-up rules know about a number (read from the store, passed in)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the store knows about one destination number (E.164), at ``now``.
+
+    Every field has a "nothing known" default, so ``History()`` is a number
+    never seen. "Text-back" means a row the policy created (not STOP/HELP
+    answers or staff replies). For ``recheck`` the store leaves the pending
+    row itself out of every field.
+    """
+
+    opted_out: bool = False
+    """The number sent STOP (or was opted out by staff) and has not sent START since."""
+
+    pending_textback: bool = False
+    """A text-back to this number is ``scheduled`` or ``sending`` (not yet sent). Blocks any second one,
+    whatever ``dedupe_hours`` says: two missed calls within the grace get one text."""
+
+    last_textback_at: datetime | None = None
+    """When the latest text-back to this number went out (``sent``, ``delivered`` or ``unknown``:
+    its sent time, else its send time). Cancelled, failed, skipped and expired rows do not count."""
+
+    last_inbound_text_at: datetime | None = None
+    """When this number last texted us (any text, STOP excepted)."""
+
+    last_answered_contact_at: datetime | None = None
+    """When the latest answered call with this number was answered: the number called in and a human
+    answered, or the office called it and it picked up."""
+
+    answered_call_active: bool = False
+    """A call with this number is up right now and a person answered it (known to the tracker before
+    the call ends and reaches the store). Counts as an answered callback."""
+
+    texts_to_number_24h: int = 0
+    """Text-backs to this number created in the 24 hours before ``now``, in any state but
+    ``skipped`` and ``cancelled``."""
+
+    texts_to_prefix_1h: int = 0
+    """The same, to any number sharing all but the last 4 digits (``to LIKE prefix || '____'``,
+    prefix = ``policy.number_prefix(e164)``), created in the hour before ``now``."""
+
+    texts_global_1h: int = 0
+    """The same, to any number, created in the hour before ``now``."""
+
+    automated_sender: bool = False
+    """The store knows this number as an automated sender (an answer to our text came back within
+    seconds, it is a gateway/short-code sender that texted us, or staff marked it). Our own lines and
+    sender numbers are recognised by the policy itself from the config."""
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What happened with a number after a missed call (None: never)."""
+
+    opted_out: bool = False
+    last_reply_at: datetime | None = None  # the number texted us (STOP excepted)
+    last_call_from_at: datetime | None = None  # the number called in again (answered or not)
+    last_office_contact_at: datetime | None = None  # the office called it and it answered
+    last_staff_text_at: datetime | None = None  # staff texted it (reply command or mail)
+
+
+__all__ = [n for n in dir() if not n.startswith('_')] + ["iso", "utc_from_epoch"]

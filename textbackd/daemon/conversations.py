@@ -16,11 +16,13 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from textbackd.decide import templates
-from textbackd.core.settings import Config
-from textbackd.core.model import DeliveryReport, IncomingText, MessageState
+from textbackd.core.model import DeliveryReport, IncomingText, MessageState, TextKind
 from textbackd.core.numbers import mask, normalize
-from textbackd.store.db import Store, to_dt
+from textbackd.core.settings import Config
+from textbackd.core.timeutil import to_dt
+from textbackd.decide import templates
+from textbackd.store import conversations as conv_q
+from textbackd.store.db import Store
 
 log = structlog.get_logger(__name__)
 
@@ -66,10 +68,8 @@ class Conversations:
         now = self.clock()
         number = normalize(text.from_number, self.config.business.default_region)
         kw = keyword(text.text)
-        row = self.store.db.execute(
-            "SELECT id FROM calls WHERE caller=? AND missed=1 ORDER BY ended DESC LIMIT 1", (number,)
-        ).fetchone()
-        call_id = row["id"] if row else None
+        last = conv_q.last_missed_call(self.store, number)
+        call_id = last.id if last else None
         iid = self.store.record_incoming(
             sender=text.sender,
             from_number=number,
@@ -123,8 +123,8 @@ class Conversations:
             self.store.transition(m.id, MessageState.FAILED, now=now, detail=f"delivery failed: {report.detail}")
 
     def _cancel_pending(self, number: str, now: float) -> None:
-        for m in self.store.messages(number=number, states=("scheduled",), limit=100):
-            if m.kind not in ("textback", "followup"):
+        for m in self.store.messages(number=number, states=(MessageState.SCHEDULED,), limit=100):
+            if m.kind not in (TextKind.TEXTBACK, TextKind.FOLLOWUP):
                 continue  # the opt-out confirmation itself must still go out
             self.store.transition(m.id, MessageState.CANCELLED, now=now, detail="opted_out", expect=MessageState.SCHEDULED)
 

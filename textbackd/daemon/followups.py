@@ -1,6 +1,6 @@
-"""Follow-up texts and escalation: when the next touch goes out, and what stops it.
+"""Follow-up texts and escalation in the running daemon.
 
-The first half of this module is pure (no clock, no store, no I/O):
+The rules are pure and live in ``decide/followups.py`` (re-exported here):
 
 * ``plan(sent_at, line, config)`` — the follow-ups ``[[followups]]`` asks for after
   a text-back went out at ``sent_at``. Each ``after`` counts from the previous
@@ -18,7 +18,7 @@ The first half of this module is pure (no clock, no store, no I/O):
 * ``escalation_due(...)`` — no reply and no call-back ``escalate_after`` after the
   text-back: staff get an e-mail with the whole context.
 
-The second half, ``Followups``, reads those facts from the store, writes the
+``Followups`` reads those facts from the store, writes the
 ``kind = "followup"`` rows and cancels them the moment a reply, a call or an
 opt-out arrives. The outbox's ``recheck`` is the safety net that looks again
 just before each send.
@@ -26,175 +26,43 @@ just before each send.
 
 from __future__ import annotations
 
-import re
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
 
 import structlog
 
-from textbackd.decide import policy
-from textbackd.decide import templates
-from textbackd.core.settings import Config, LineConfig, parse_duration
-from textbackd.core.model import Call, Direction, MessageState, Outcome
+from textbackd.core.model import Call, Direction, Facts, MessageState, Outcome
 from textbackd.core.numbers import mask, normalize
+from textbackd.core.settings import Config
+from textbackd.core.timeutil import to_dt
+from textbackd.decide import policy, templates
+from textbackd.decide.followups import (  # noqa: F401 - the rules are part of this module's API
+    FOLLOWUP,
+    MAX_TOUCHES,
+    SENT_STATES,
+    STOP_REASONS,
+    TEXTBACK,
+    Touch,
+    escalation_due,
+    next_touch,
+    plan,
+    stop_reason,
+)
+from textbackd.store import followups as followups_q
 from textbackd.store.db import MessageRow, Store
+from textbackd.store.followups import facts
 
 log = structlog.get_logger(__name__)
 
-MAX_TOUCHES = 3  # the text-back plus at most two follow-ups
-FOLLOWUP = "followup"
-TEXTBACK = "textback"
-SENT_STATES = ("sent", "delivered")  # an "unknown" text-back may never have arrived: no follow-ups
-
-STOP_REASONS = ("opted_out", "replied", "called_back", "answered_callback", "staff_took_over")
-
-_NEXT_DAY = re.compile(r"^next_business_day(?:\s+(\d\d):(\d\d))?$")
-
-
-# --------------------------------------------------------------------------------------
-# pure rules
-
-
-@dataclass(frozen=True, slots=True)
-class Touch:
-    """One planned follow-up: its number in the sequence (1, 2), send time and template."""
-
-    seq: int
-    send_at: datetime
-    template: str
-
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What happened with a number after a missed call (None: never)."""
-
-    opted_out: bool = False
-    last_reply_at: datetime | None = None  # the number texted us (STOP excepted)
-    last_call_from_at: datetime | None = None  # the number called in again (answered or not)
-    last_office_contact_at: datetime | None = None  # the office called it and it answered
-    last_staff_text_at: datetime | None = None  # staff texted it (reply command or mail)
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)
-
-
-def _business_day(d: date, line: LineConfig | None, config: Config) -> bool:
-    hours = templates.effective_hours(config, line)
-    if d in hours.holidays:
-        return False
-    if any(hours.days):
-        return bool(hours.days[d.weekday()])
-    return d.weekday() < 5
-
-
-def next_touch(prev: datetime, after: str, line: LineConfig | None, config: Config) -> datetime:
-    """When a follow-up with ``after`` goes out, the previous touch having gone at ``prev``."""
-    prev = _aware(prev)
-    delay = parse_duration(after)
-    if delay is not None:
-        at = prev + timedelta(seconds=delay)
-        release = policy._quiet_release(at, config)
-        return release if release is not None and config.policy.quiet_hours == "defer" else at
-    m = _NEXT_DAY.match(after.strip())
-    if m is None:
-        raise ValueError(f"not a follow-up delay: {after!r}")
-    tz = config.business.tz
-    day = prev.astimezone(tz).date() + timedelta(days=1)
-    for _ in range(366):
-        if _business_day(day, line, config):
-            break
-        day += timedelta(days=1)
-    if m.group(1):
-        wall = time(int(m.group(1)), int(m.group(2)))
-    else:
-        spans = templates.effective_hours(config, line).days[day.weekday()]
-        wall = spans[0][0] if spans else time(9, 0)
-    return templates._local_instant(day, wall, tz)
-
-
-def plan(sent_at: datetime, line: LineConfig | None, config: Config) -> list[Touch]:
-    """The follow-ups to schedule after a text-back sent at ``sent_at`` (at most two)."""
-    touches: list[Touch] = []
-    prev = _aware(sent_at)
-    for i, f in enumerate(config.followups[: MAX_TOUCHES - 1], start=1):
-        prev = next_touch(prev, f.after, line, config)
-        touches.append(Touch(seq=i, send_at=prev, template=f.text))
-    return touches
-
-
-def stop_reason(missed_call_ended: datetime, facts: Facts) -> str | None:
-    """Why no further follow-up may go to this number, or None to go ahead."""
-    ended = _aware(missed_call_ended)
-
-    def after(ts: datetime | None) -> bool:
-        return ts is not None and _aware(ts) > ended
-
-    if facts.opted_out:
-        return "opted_out"
-    if after(facts.last_reply_at):
-        return "replied"
-    if after(facts.last_call_from_at):
-        return "called_back"
-    if after(facts.last_office_contact_at):
-        return "answered_callback"
-    if after(facts.last_staff_text_at):
-        return "staff_took_over"
-    return None
-
-
-def escalation_due(textback_sent_at: datetime, missed_call_ended: datetime, facts: Facts,
-                   escalate_after_seconds: float, now: datetime) -> bool:
-    """True when staff must hear about this caller: the text-back got no reply and no call-back in time."""
-    if escalate_after_seconds <= 0:
-        return False
-    if _aware(now) < _aware(textback_sent_at) + timedelta(seconds=escalate_after_seconds):
-        return False
-    return stop_reason(missed_call_ended, facts) is None
-
-
 # --------------------------------------------------------------------------------------
 # the store side
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
-def facts(store: Store, number: str, call_id: str | None) -> Facts:
-    """The ``Facts`` for ``number``; the missed call ``call_id`` itself is not a call-back."""
-    db = store.db
-    reply = db.execute(
-        "SELECT MAX(received_at) FROM incoming WHERE from_number=? AND keyword <> 'stop'", (number,)
-    ).fetchone()[0]
-    called = db.execute(
-        "SELECT MAX(started) FROM calls WHERE direction='inbound' AND caller=? AND id<>?", (number, call_id or "")
-    ).fetchone()[0]
-    office = db.execute(
-        """SELECT MAX(COALESCE(answered_at, ended)) FROM calls
-           WHERE direction='outbound' AND outcome='answered' AND did=?""",
-        (number,),
-    ).fetchone()[0]
-    staff = db.execute(
-        "SELECT MAX(created) FROM messages WHERE to_number=? AND kind='staff' AND state NOT IN ('skipped','cancelled')",
-        (number,),
-    ).fetchone()[0]
-    return Facts(
-        opted_out=store.is_opted_out(number),
-        last_reply_at=_dt(reply),
-        last_call_from_at=_dt(called),
-        last_office_contact_at=_dt(office),
-        last_staff_text_at=_dt(staff),
-    )
 
 
 def missed_call_ended(store: Store, call_id: str | None, fallback: float) -> float:
     if call_id:
         row = store.get_call(call_id)
         if row is not None:
-            return float(row["ended"])
+            return float(row.ended)
     return fallback
 
 
@@ -221,14 +89,14 @@ class Followups:
             return []
         now = self.clock()
         ended = missed_call_ended(self.store, m.call_id, m.created)
-        if stop_reason(_dt(ended), facts(self.store, m.to_number, m.call_id)) is not None:
+        if stop_reason(to_dt(ended), facts(self.store, m.to_number, m.call_id)) is not None:
             return []
         call = self.store.get_call(m.call_id)
         line = policy.line_for(self.config, m.line_did) if m.line_did else None
         sent_at = m.sent_at or m.updated
         ids = []
-        for touch in plan(_dt(sent_at), line, self.config):
-            vals = templates.values(self.config, line, caller_name=call["caller_name"] if call else "",
+        for touch in plan(to_dt(sent_at), line, self.config):
+            vals = templates.values(self.config, line, caller_name=call.caller_name if call else "",
                                     did=m.line_did, at=touch.send_at)
             text = templates.render(touch.template, vals)
             info = templates.describe(text)
@@ -252,13 +120,8 @@ class Followups:
         if not self.enabled:
             return 0
         since = self.clock() - within
-        rows = self.store.db.execute(
-            f"""SELECT m.id FROM messages m WHERE m.kind='textback' AND m.state IN ({','.join('?' * len(SENT_STATES))})
-                AND m.sent_at >= ? AND m.call_id IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM messages f WHERE f.call_id=m.call_id AND f.kind='followup')""",
-            (*SENT_STATES, since),
-        ).fetchall()
-        return sum(len(self.schedule(r["id"])) for r in rows)
+        ids = followups_q.textbacks_without_followups(self.store, SENT_STATES, since)
+        return sum(len(self.schedule(mid)) for mid in ids)
 
     def cancel(self, number: str, reason: str) -> int:
         """Cancel every scheduled follow-up to ``number`` at once."""
@@ -297,7 +160,7 @@ class Followups:
         if m.kind != FOLLOWUP:
             return None
         ended = missed_call_ended(self.store, m.call_id, m.created)
-        return stop_reason(_dt(ended), facts(self.store, m.to_number, m.call_id))
+        return stop_reason(to_dt(ended), facts(self.store, m.to_number, m.call_id))
 
 
 def chain_recheck(*checks: Callable[[MessageRow, float], str | None]) -> Callable[[MessageRow, float], str | None]:

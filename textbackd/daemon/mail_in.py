@@ -34,10 +34,10 @@ from typing import Any
 
 import structlog
 
-from textbackd.core.settings import Config
 from textbackd.core.errors import TextbackError
-from textbackd.daemon.notify import find_conversation, queue_staff_text
 from textbackd.core.numbers import mask
+from textbackd.core.settings import Config
+from textbackd.daemon.notify import find_conversation, queue_staff_text
 from textbackd.store.db import Store
 
 log = structlog.get_logger(__name__)

@@ -22,8 +22,8 @@ PBX or a modem back): the PBX link is up, at least one sender is healthy.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -32,7 +32,30 @@ from prometheus_client.registry import Collector
 from textbackd.senders import registry as sender_kinds
 
 if TYPE_CHECKING:
-    from textbackd.daemon.service import Daemon
+    from textbackd.senders.base import Sender
+    from textbackd.store.db import Store
+
+
+class Daemon(Protocol):
+    """What metrics and health read of the running daemon (``daemon/service.py``'s ``Daemon``)."""
+
+    clock: Callable[[], float]
+    store: Store | None
+    senders: Sequence[Sender]
+    store_ok: bool
+    outbox_depth_cached: int
+    last_event_at: float | None
+    started_at: float
+    calls: int
+    events: int
+
+    @property
+    def pbx_connected(self) -> bool: ...
+
+    @property
+    def pbx_reconnects(self) -> int: ...
+
+    def oldest_due_age(self, now: float) -> float: ...
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STUCK_SECONDS = 15 * 60.0

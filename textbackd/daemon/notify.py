@@ -36,27 +36,31 @@ mail) becomes a ``kind = "staff"`` text in the outbox; it refuses opted-out numb
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
 import structlog
 
-from textbackd.daemon import followups
 from textbackd.core import numbers
-from textbackd.store import figures as stats
-from textbackd.decide import templates
-from textbackd.core.settings import Config, parse_duration
 from textbackd.core.errors import EmailError, TextbackError
-from textbackd.core.model import Call, IncomingText, MessageState
+from textbackd.core.model import Call, CallRecord, EmailRow, IncomingText, MessageState, TextKind
 from textbackd.core.numbers import mask, normalize
+from textbackd.core.settings import Config, parse_duration
+from textbackd.core.timeutil import to_dt
+from textbackd.daemon import followups
+from textbackd.decide import templates
+from textbackd.store import conversations as conv_q
+from textbackd.store import figures as stats
+from textbackd.store import mail as mail_q
 from textbackd.store.db import MessageRow, Store, call_key
+
+_ENDED_WITH_REASON = (MessageState.CANCELLED, MessageState.FAILED, MessageState.EXPIRED)
 
 log = structlog.get_logger(__name__)
 
@@ -104,22 +108,14 @@ def queue_staff_text(store: Store, config: Config, number: str, text: str, *, no
         raise TextbackError(
             f"the text is {info.segments} SMS parts long; keep it to {STAFF_TEXT_MAX_SEGMENTS} ({len(body)} characters now)"
         )
-    row = store.db.execute(
-        "SELECT id, did FROM calls WHERE caller=? AND missed=1 ORDER BY ended DESC LIMIT 1", (to,)
-    ).fetchone()
-    call_id = row["id"] if row else None
-    seq = 0
-    if call_id is not None:
-        seq = store.db.execute(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE call_id=? AND kind='staff'", (call_id,)
-        ).fetchone()[0]
-    last = store.db.execute(
-        "SELECT line_did, sender FROM messages WHERE to_number=? AND sender<>'' ORDER BY created DESC LIMIT 1", (to,)
-    ).fetchone()
+    call = conv_q.last_missed_call(store, to)
+    call_id = call.id if call else None
+    seq = conv_q.next_staff_seq(store, call_id) if call_id is not None else 0
+    line_did, sender = conv_q.last_route(store, to) or ("", "")
     mid = store.add_message(
-        to=to, kind="staff", state=MessageState.SCHEDULED, now=now, send_at=now, call_id=call_id, text=body,
-        template=source, line_did=(last["line_did"] if last else "") or (row["did"] if row else ""),
-        sender_pref=last["sender"] if last else "", segments=info.segments, encoding=info.encoding,
+        to=to, kind=TextKind.STAFF, state=MessageState.SCHEDULED, now=now, send_at=now, call_id=call_id, text=body,
+        template=source, line_did=line_did or (call.did if call else ""),
+        sender_pref=sender, segments=info.segments, encoding=info.encoding,
         expires_at=now + 6 * 3600, seq=seq,
     )
     if mid is None:  # only a race on seq can do this
@@ -148,39 +144,33 @@ def _who(config: Config, number: str, name: str = "") -> str:
     return f"{person} ({shown})" if person else shown
 
 
-def call_summary(config: Config, call: Any) -> list[str]:
-    """The lines that describe one stored call (a ``calls`` row)."""
-    line = config.line_for(call["did"])
-    did = templates.format_number(call["did"], config.business.default_region) if call["did"] else "-"
+def call_summary(config: Config, call: CallRecord) -> list[str]:
+    """The lines that describe one stored call."""
+    line = config.line_for(call.did)
+    did = templates.format_number(call.did, config.business.default_region) if call.did else "-"
     if line is not None and line.name:
         did += f" ({line.name})"
-    vm = "yes" + (f" (box {call['voicemail_box']})" if call["voicemail_box"] else "") if call["voicemail_left"] else "no"
+    vm = "yes" + (f" (box {call.voicemail_box})" if call.voicemail_box else "") if call.voicemail_left else "no"
     return [
-        f"  Caller:          {_who(config, call['caller'], call['caller_name'])}",
+        f"  Caller:          {_who(config, call.caller, call.caller_name)}",
         f"  Number dialled:  {did}",
-        f"  Missed call at:  {_local(config, call['ended'])}",
-        f"  Outcome:         {OUTCOME_WORDS.get(call['outcome'], call['outcome'])}, rang {call['ring_seconds']:.0f} s",
+        f"  Missed call at:  {_local(config, call.ended)}",
+        f"  Outcome:         {OUTCOME_WORDS.get(call.outcome, call.outcome)}, rang {call.ring_seconds:.0f} s",
         f"  Voicemail left:  {vm}",
     ]
 
 
 def conversation_lines(store: Store, config: Config, number: str, *, since: float | None = None) -> list[str]:
     """Every text to and from ``number`` (since ``since``), oldest first."""
-    since = 0.0 if since is None else since
+    out, inc = conv_q.thread(store, number, 0.0 if since is None else since)
     items: list[tuple[float, str]] = []
-    for m in store.db.execute(
-        "SELECT kind, text, state, reason, created, sent_at FROM messages WHERE to_number=? AND created>=? "
-        "AND state NOT IN ('skipped') ORDER BY created", (number, since),
-    ):
-        at = m["sent_at"] or m["created"]
-        state = m["state"] + (f": {m['reason']}" if m["reason"] and m["state"] in ("cancelled", "failed", "expired") else "")
-        items.append((at, f"  {_short_local(config, at)}  us → them ({m['kind']}, {state}): {m['text']}"))
-    for r in store.db.execute(
-        "SELECT text, received_at, keyword FROM incoming WHERE from_number=? AND received_at>=? ORDER BY received_at",
-        (number, since),
-    ):
-        kw = f" [{r['keyword'].upper()}]" if r["keyword"] else ""
-        items.append((r["received_at"], f"  {_short_local(config, r['received_at'])}  them → us{kw}: {r['text']}"))
+    for m in out:
+        at = m.sent_at or m.created
+        state = str(m.state) + (f": {m.reason}" if m.reason and m.state in _ENDED_WITH_REASON else "")
+        items.append((at, f"  {_short_local(config, at)}  us → them ({m.kind}, {state}): {m.text}"))
+    for r in inc:
+        kw = f" [{r.keyword.upper()}]" if r.keyword else ""
+        items.append((r.received_at, f"  {_short_local(config, r.received_at)}  them → us{kw}: {r.text}"))
     return [line for _, line in sorted(items, key=lambda x: x[0])] or ["  (none yet)"]
 
 
@@ -259,14 +249,14 @@ class Notifier:
         cfg = self.config
         number = normalize(text.from_number, cfg.business.default_region)
         call = self.store.get_call(call_id) if call_id else None
-        who = _who(cfg, number, call["caller_name"] if call else "")
+        who = _who(cfg, number, call.caller_name if call else "")
         what = {"stop": "opted out (STOP)", "start": "opted back in (START)", "help": "asked for HELP"}.get(kw, "replied")
         first = " ".join(text.text.split())
         subject = f"Text from {who}: {first[:60]}" if not kw else f"{who} {what}"
         body = [f"{who} {what} by text at {_local(cfg, text.received_at.timestamp())}:", "", f"    {text.text.strip()}", ""]
         if call is not None:
             body += ["The missed call:", *call_summary(cfg, call), ""]
-        body += ["Texts so far:", *conversation_lines(self.store, cfg, number, since=call["ended"] - 1 if call else None)]
+        body += ["Texts so far:", *conversation_lines(self.store, cfg, number, since=call.ended - 1 if call else None)]
         if kw != "stop":
             body += _answer_hint(cfg, number, bool(self.email.receive_listen))
         return self.queue("reply", subject, "\n".join(body) + "\n", number=number if kw != "stop" else None,
@@ -319,26 +309,19 @@ class Notifier:
         if not (self.enabled and after):
             return 0
         cfg = self.config
-        rows = self.store.db.execute(
-            """SELECT m.id, m.to_number, m.call_id, m.sent_at FROM messages m
-               WHERE m.kind='textback' AND m.state IN ('sent','delivered','unknown') AND m.call_id IS NOT NULL
-                 AND m.sent_at <= ? AND m.sent_at >= ?
-                 AND NOT EXISTS (SELECT 1 FROM emails e WHERE e.kind='escalation'
-                                 AND json_extract(e.headers, '$._call') = m.call_id)""",
-            (now - after, now - after - 86400),
-        ).fetchall()
         n = 0
-        for m in rows:
-            call = self.store.get_call(m["call_id"])
-            ended = call["ended"] if call else m["sent_at"]
-            facts = followups.facts(self.store, m["to_number"], m["call_id"])
-            if not followups.escalation_due(_dt(m["sent_at"]), _dt(ended), facts, after, _dt(now)):
+        for m in mail_q.escalation_candidates(self.store, now - after, now - after - 86400):
+            assert m.call_id is not None and m.sent_at is not None
+            call = self.store.get_call(m.call_id)
+            ended = call.ended if call else m.sent_at
+            facts = followups.facts(self.store, m.to_number, m.call_id)
+            if not followups.escalation_due(to_dt(m.sent_at), to_dt(ended), facts, after, to_dt(now)):
                 continue
-            number = m["to_number"]
-            who = _who(cfg, number, call["caller_name"] if call else "")
+            number = m.to_number
+            who = _who(cfg, number, call.caller_name if call else "")
             body = [
                 f"Nobody has reached {who} yet: no reply to our text and no call back "
-                f"{stats.duration(now - m['sent_at'])} after it was sent. Please call them.",
+                f"{stats.duration(now - m.sent_at)} after it was sent. Please call them.",
                 "",
             ]
             if call is not None:
@@ -346,9 +329,9 @@ class Notifier:
             body += ["Texts so far:", *conversation_lines(self.store, cfg, number, since=ended - 1)]
             body += _answer_hint(cfg, number, bool(self.email.receive_listen))
             if self.queue("escalation", f"No answer yet from {who}", "\n".join(body) + "\n", number=number,
-                          call_id=m["call_id"]):
+                          call_id=m.call_id):
                 n += 1
-                log.info("escalated", to=mask(number, cfg.logging.log_numbers), call=m["call_id"])
+                log.info("escalated", to=mask(number, cfg.logging.log_numbers), call=m.call_id)
         return n
 
     def summary_period(self, now: float) -> tuple[float, float] | None:
@@ -375,9 +358,7 @@ class Notifier:
             return 0
         start, end = period
         key = str(int(end))
-        if self.store.db.execute(
-            "SELECT 1 FROM emails WHERE kind='summary' AND json_extract(headers, '$._period') = ?", (key,)
-        ).fetchone():
+        if mail_q.period_mailed(self.store, "summary", key):
             return 0
         report = stats.compute(self.store, self.config, since=start, until=end)
         label = datetime.fromtimestamp(start, tz=self.config.business.tz).strftime("%a %d %b %Y")
@@ -392,25 +373,18 @@ class Notifier:
             return 0
         end = now - now % 3600
         key = str(int(end))
-        if self.store.db.execute(
-            "SELECT 1 FROM emails WHERE kind='digest' AND json_extract(headers, '$._period') = ?", (key,)
-        ).fetchone():
+        if mail_q.period_mailed(self.store, "digest", key):
             return 0
-        calls = self.store.db.execute(
-            "SELECT * FROM calls WHERE direction='inbound' AND missed=1 AND ended>=? AND ended<? ORDER BY ended",
-            (end - 3600, end),
-        ).fetchall()
+        calls = mail_q.missed_calls(self.store, end - 3600, end)
         if not calls:
             return 0
         cfg = self.config
         body = [f"{len(calls)} missed call(s) between {_local(cfg, end - 3600)} and {_local(cfg, end)}:", ""]
         for c in calls:
-            tb = self.store.db.execute(
-                "SELECT state, reason FROM messages WHERE call_id=? AND kind='textback'", (c["id"],)
-            ).fetchone()
-            what = "no decision" if tb is None else (f"no text ({tb['reason']})" if tb["state"] == "skipped" else f"text {tb['state']}")
-            body.append(f"  {_short_local(cfg, c['ended'])}  {_who(cfg, c['caller'], c['caller_name'])} → "
-                        f"{c['did']}: {OUTCOME_WORDS.get(c['outcome'], c['outcome'])}; {what}")
+            tb = self.store.textback_of(c.id)
+            what = "no decision" if tb is None else (f"no text ({tb.reason})" if tb.state == MessageState.SKIPPED else f"text {tb.state}")
+            body.append(f"  {_short_local(cfg, c.ended)}  {_who(cfg, c.caller, c.caller_name)} → "
+                        f"{c.did}: {OUTCOME_WORDS.get(c.outcome, c.outcome)}; {what}")
         return 1 if self.queue("digest", f"{len(calls)} missed call(s) in the last hour", "\n".join(body) + "\n",
                                extra={"_period": key}) else 0
 
@@ -426,19 +400,19 @@ class Notifier:
 
     # -- sending ------------------------------------------------------------------------
 
-    def build(self, row: Any) -> EmailMessage:
+    def build(self, row: EmailRow) -> EmailMessage:
         msg = EmailMessage()
         msg["From"] = self.email.from_
-        msg["To"] = ", ".join(json.loads(row["to_addrs"]))
-        msg["Subject"] = row["subject"]
-        msg["Date"] = formatdate(row["created"], localtime=False)
+        msg["To"] = ", ".join(row.to_addrs)
+        msg["Subject"] = row.subject
+        msg["Date"] = formatdate(row.created, localtime=False)
         domain = self.email.from_.rpartition("@")[2] or None
-        msg["Message-ID"] = make_msgid(f"textbackd.{row['id']}", domain=domain)
+        msg["Message-ID"] = make_msgid(f"textbackd.{row.id}", domain=domain)
         msg["Auto-Submitted"] = "auto-generated"
-        for k, v in json.loads(row["headers"] or "{}").items():
+        for k, v in row.headers.items():
             if not k.startswith("_"):
                 msg[k] = v
-        msg.set_content(row["body"])
+        msg.set_content(row.body)
         return msg
 
     async def deliver(self, msg: EmailMessage) -> None:
@@ -475,17 +449,17 @@ class Notifier:
                 await self.deliver(self.build(row))
             except EmailError as err:
                 now = self.clock()
-                attempts = row["attempts"] + 1
-                if getattr(err, "permanent", False) or now - row["created"] > GIVE_UP_AFTER:
-                    self.store.email_done(row["id"], now=now, ok=False, error=str(err))
-                    log.error("email_failed", email=row["id"], kind=row["kind"], error=str(err))
+                attempts = row.attempts + 1
+                if getattr(err, "permanent", False) or now - row.created > GIVE_UP_AFTER:
+                    self.store.email_done(row.id, now=now, ok=False, error=str(err))
+                    log.error("email_failed", email=row.id, kind=row.kind, error=str(err))
                 else:
                     delay = min(RETRY_MAX, RETRY_BASE * 2 ** (attempts - 1))
-                    self.store.email_done(row["id"], now=now, ok=False, error=str(err), retry_at=now + delay)
-                    log.warning("email_retry", email=row["id"], kind=row["kind"], error=str(err), retry_in=delay)
+                    self.store.email_done(row.id, now=now, ok=False, error=str(err), retry_at=now + delay)
+                    log.warning("email_retry", email=row.id, kind=row.kind, error=str(err), retry_in=delay)
                 continue
-            self.store.email_done(row["id"], now=self.clock(), ok=True)
-            log.info("email_sent", email=row["id"], kind=row["kind"])
+            self.store.email_done(row.id, now=self.clock(), ok=True)
+            log.info("email_sent", email=row.id, kind=row.kind)
             sent += 1
             self.sent += 1
         return sent
@@ -519,10 +493,6 @@ class Notifier:
                 pass
 
 
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
 TOKEN_DAYS = 30  # a Reply-To token answers its conversation for this long
 
 
@@ -531,13 +501,9 @@ def find_conversation(store: Store, token: str, *, now: float | None = None) -> 
     if not _TOKEN.match(token):
         return None
     now = time.time() if now is None else now
-    row = store.db.execute(
-        "SELECT headers FROM emails WHERE json_extract(headers, '$._token') = ? AND created >= ? LIMIT 1",
-        (token, now - TOKEN_DAYS * 86400),
-    ).fetchone()
-    if row is None:
+    h = mail_q.reply_token(store, token, now - TOKEN_DAYS * 86400)
+    if h is None:
         return None
-    h = json.loads(row["headers"])
     return (h["_number"], h.get("_call")) if h.get("_number") else None
 
 

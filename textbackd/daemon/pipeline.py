@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textbackd.decide import policy
+from textbackd.core.model import Call, MessageState, TextKind
 from textbackd.core.settings import Config
-from textbackd.core.model import Call, MessageState
-from textbackd.store.db import MessageRow, Store, call_key, to_dt
+from textbackd.core.timeutil import to_dt
+from textbackd.decide import policy
+from textbackd.store import history as history_q
+from textbackd.store.db import MessageRow, Store, call_key
 
-TEXTBACK = "textback"
+TEXTBACK = TextKind.TEXTBACK
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,52 +31,7 @@ class Outcome:
 
 def history(store: Store, number: str, now: float, *, exclude: int | None = None) -> policy.History:
     """What the policy needs to know about ``number`` at ``now`` (see ``policy.History``)."""
-    db = store.db
-    ex = -1 if exclude is None else exclude
-    pending = db.execute(
-        "SELECT 1 FROM messages WHERE to_number=? AND kind=? AND state IN ('scheduled','sending') AND id<>? LIMIT 1",
-        (number, TEXTBACK, ex),
-    ).fetchone()
-    last = db.execute(
-        """SELECT MAX(COALESCE(sent_at, send_at)) FROM messages WHERE to_number=? AND kind=?
-           AND state IN ('sent','delivered','unknown') AND id<>?""",
-        (number, TEXTBACK, ex),
-    ).fetchone()[0]
-    inbound = db.execute(
-        "SELECT MAX(received_at) FROM incoming WHERE from_number=? AND keyword NOT IN ('stop')", (number,)
-    ).fetchone()[0]
-    answered = db.execute(
-        """SELECT MAX(COALESCE(answered_at, ended)) FROM calls WHERE outcome='answered'
-           AND ((direction='inbound' AND caller=?) OR (direction='outbound' AND did=?))""",
-        (number, number),
-    ).fetchone()[0]
-    counted = "state NOT IN ('skipped','cancelled') AND kind=? AND id<>?"
-    n24 = db.execute(
-        f"SELECT COUNT(*) FROM messages WHERE to_number=? AND created>=? AND {counted}",
-        (number, now - 86400, TEXTBACK, ex),
-    ).fetchone()[0]
-    prefix = policy.number_prefix(number)
-    p1 = db.execute(
-        f"SELECT COUNT(*) FROM messages WHERE to_number LIKE ? AND created>=? AND {counted}",
-        (prefix + "____", now - 3600, TEXTBACK, ex),
-    ).fetchone()[0]
-    g1 = db.execute(
-        f"SELECT COUNT(*) FROM messages WHERE created>=? AND {counted}", (now - 3600, TEXTBACK, ex)
-    ).fetchone()[0]
-    auto = db.execute(
-        "SELECT 1 FROM incoming WHERE from_number=? AND keyword='automated' LIMIT 1", (number,)
-    ).fetchone()
-    return policy.History(
-        opted_out=store.is_opted_out(number),
-        pending_textback=pending is not None,
-        last_textback_at=to_dt(last),
-        last_inbound_text_at=to_dt(inbound),
-        last_answered_contact_at=to_dt(answered),
-        texts_to_number_24h=n24,
-        texts_to_prefix_1h=p1,
-        texts_global_1h=g1,
-        automated_sender=auto is not None,
-    )
+    return history_q.number_history(store, number, now, policy.number_prefix(number), exclude=exclude)
 
 
 class Pipeline:
@@ -123,9 +80,7 @@ class Pipeline:
         return Outcome(call, True, decision, mid)
 
     def _decided(self, key: str) -> bool:
-        return self.store.db.execute(
-            "SELECT 1 FROM messages WHERE call_id=? AND kind=? LIMIT 1", (key, TEXTBACK)
-        ).fetchone() is not None
+        return history_q.decided(self.store, key)
 
     def recheck(self, m: MessageRow, now: float) -> str | None:
         """The outbox's last look before sending a scheduled text-back."""
@@ -135,7 +90,7 @@ class Pipeline:
         if m.call_id:
             row = self.store.get_call(m.call_id)
             if row is not None:
-                ended = row["ended"]
+                ended = row.ended
         pending = policy.Pending(
             to=m.to_number, call_ended=to_dt(ended), send_at=to_dt(m.send_at), created=to_dt(m.created)
         )

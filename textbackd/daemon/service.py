@@ -20,20 +20,20 @@ from typing import Any
 
 import structlog
 
-from textbackd.daemon import systemd
-from textbackd.core.settings import Config
 from textbackd.core.errors import ConfigError, StoreError
-from textbackd.daemon.metrics import Metrics, health
+from textbackd.core.model import Call, MessageState
+from textbackd.core.numbers import mask
+from textbackd.core.settings import Config
+from textbackd.daemon import systemd
 from textbackd.daemon.conversations import Conversations
 from textbackd.daemon.followups import Followups, chain_recheck
-from textbackd.core.model import Call, MessageState
+from textbackd.daemon.metrics import Metrics, health
 from textbackd.daemon.notify import Notifier
-from textbackd.core.numbers import mask
 from textbackd.daemon.outbox import Outbox
+from textbackd.daemon.pipeline import Pipeline
 from textbackd.pbx import registry as pbx_kinds
 from textbackd.pbx.base import Event, PbxClient
 from textbackd.pbx.registry import make_tracker
-from textbackd.daemon.pipeline import Pipeline
 from textbackd.senders import registry as sender_kinds
 from textbackd.senders.base import Sender
 from textbackd.senders.registry import build_sender

@@ -46,9 +46,9 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 from textbackd.core import numbers
-from textbackd.decide import templates
+from textbackd.core.model import Call, Direction, History, Outcome, iso
 from textbackd.core.settings import Config, LineConfig
-from textbackd.core.model import Call, Direction, Outcome, iso
+from textbackd.decide import templates
 
 # How long after the caller's last text to us a conversation counts as open.
 # (``policy.conversation_hours`` wins when the config has it.)
@@ -79,55 +79,6 @@ REASONS = (
     "cap_prefix",
     "cap_global",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class History:
-    """What the store knows about one destination number (E.164), at ``now``.
-
-    Every field has a "nothing known" default, so ``History()`` is a number
-    never seen. "Text-back" means a row the policy created (not STOP/HELP
-    answers or staff replies). For ``recheck`` the store leaves the pending
-    row itself out of every field.
-    """
-
-    opted_out: bool = False
-    """The number sent STOP (or was opted out by staff) and has not sent START since."""
-
-    pending_textback: bool = False
-    """A text-back to this number is ``scheduled`` or ``sending`` (not yet sent). Blocks any second one,
-    whatever ``dedupe_hours`` says: two missed calls within the grace get one text."""
-
-    last_textback_at: datetime | None = None
-    """When the latest text-back to this number went out (``sent``, ``delivered`` or ``unknown``:
-    its sent time, else its send time). Cancelled, failed, skipped and expired rows do not count."""
-
-    last_inbound_text_at: datetime | None = None
-    """When this number last texted us (any text, STOP excepted)."""
-
-    last_answered_contact_at: datetime | None = None
-    """When the latest answered call with this number was answered: the number called in and a human
-    answered, or the office called it and it picked up."""
-
-    answered_call_active: bool = False
-    """A call with this number is up right now and a person answered it (known to the tracker before
-    the call ends and reaches the store). Counts as an answered callback."""
-
-    texts_to_number_24h: int = 0
-    """Text-backs to this number created in the 24 hours before ``now``, in any state but
-    ``skipped`` and ``cancelled``."""
-
-    texts_to_prefix_1h: int = 0
-    """The same, to any number sharing all but the last 4 digits (``to LIKE prefix || '____'``,
-    prefix = ``policy.number_prefix(e164)``), created in the hour before ``now``."""
-
-    texts_global_1h: int = 0
-    """The same, to any number, created in the hour before ``now``."""
-
-    automated_sender: bool = False
-    """The store knows this number as an automated sender (an answer to our text came back within
-    seconds, it is a gateway/short-code sender that texted us, or staff marked it). Our own lines and
-    sender numbers are recognised by the policy itself from the config."""
 
 
 @dataclass(frozen=True, slots=True)

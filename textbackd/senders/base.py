@@ -31,7 +31,6 @@ from textbackd.core.settings import SenderConfig
 if TYPE_CHECKING:
     from textbackd.core.checks import Check
     from textbackd.core.settings import Config, Section
-    from textbackd.senders.webhooks import WebhookContext
 
 
 class InboundSink(Protocol):
@@ -109,8 +108,8 @@ class SenderKind(Protocol):
     def describe(self, sc: SenderConfig) -> str:
         """One line for ``check-config`` (secrets as set / not set)."""
 
-    def routes(self, ctx: WebhookContext) -> Sequence[Route]:
-        """The kind's webhooks, mounted by the listener."""
+    def routes(self, ctx: Any) -> Sequence[Route]:
+        """The kind's webhooks, mounted by the listener; ``ctx`` is a ``senders.webhooks.WebhookContext``."""
 
     def webhook_urls(self, sc: SenderConfig, config: Config) -> Mapping[str, str]:
         """What an admin configures on the gateway (secrets shown as ``<http.secret>``)."""

@@ -5,10 +5,14 @@ daemon's event loop thread); the CLI opens the same file read-mostly. WAL mode,
 ``synchronous=FULL`` (a text's ``sending`` mark must reach the disk before the
 bytes leave for the modem, or a power cut could send it twice), foreign keys on.
 
-Schema versions live in ``PRAGMA user_version``. ``MIGRATIONS[i]`` takes a
-database from version ``i`` to ``i + 1``; opening an older file migrates it in
-one transaction, opening a newer one is refused (an older textbackd must not
-write a schema it does not know).
+Schema versions live in ``PRAGMA user_version`` (``schema.py``). This module holds the
+connection, the transaction helper and the rows everyone shares (calls, texts and their
+history, replies, opt-outs, the mail queue, the tracker's checkpoint). Queries asked by
+one part of the house live beside it, named after who asks: ``history.py`` (the
+policy), ``conversations.py`` (replies, staff texts, the threads), ``followups.py``,
+``mail.py`` (the notifier), ``figures.py`` (the owner's figures), ``retention.py``.
+They return the model's types (``core/model.py``), never ``sqlite3.Row``; SQL is
+written nowhere else.
 
 Times are stored as UTC seconds since the epoch (REAL) so windows are plain
 comparisons; the CLI formats them.
@@ -21,217 +25,59 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from textbackd.core.errors import StoreError
-from textbackd.core.model import Call, MessageState
-
-MIGRATIONS: tuple[str, ...] = (
-    # 0 → 1: the first schema
-    """
-    CREATE TABLE calls (
-        id            TEXT PRIMARY KEY,          -- "<pbx>:<pbx call id>"
-        pbx           TEXT NOT NULL,
-        direction     TEXT NOT NULL,
-        outcome       TEXT NOT NULL,
-        missed        INTEGER NOT NULL,
-        caller        TEXT NOT NULL,
-        caller_raw    TEXT NOT NULL,
-        caller_name   TEXT NOT NULL DEFAULT '',
-        did           TEXT NOT NULL DEFAULT '',
-        started       REAL NOT NULL,
-        answered_at   REAL,
-        ended         REAL NOT NULL,
-        ring_seconds  REAL NOT NULL DEFAULT 0,
-        voicemail_left INTEGER NOT NULL DEFAULT 0,
-        voicemail_box TEXT,
-        answered_by   TEXT,
-        queue         TEXT,
-        channel       TEXT,
-        recorded_at   REAL NOT NULL
-    );
-    CREATE INDEX calls_caller_ended ON calls(caller, ended);
-    CREATE INDEX calls_did_ended ON calls(did, ended);
-    CREATE INDEX calls_ended ON calls(ended);
-
-    CREATE TABLE messages (
-        id            INTEGER PRIMARY KEY,
-        call_id       TEXT REFERENCES calls(id) ON DELETE SET NULL,
-        kind          TEXT NOT NULL,             -- textback | followup | confirm | help | staff
-        to_number     TEXT NOT NULL,
-        text          TEXT NOT NULL DEFAULT '',
-        template      TEXT NOT NULL DEFAULT '',
-        line_did      TEXT NOT NULL DEFAULT '',
-        state         TEXT NOT NULL,
-        reason        TEXT NOT NULL DEFAULT '',  -- why skipped / failed / cancelled
-        sender_pref   TEXT NOT NULL DEFAULT '',
-        sender        TEXT NOT NULL DEFAULT '',  -- the sender that took it
-        segments      INTEGER NOT NULL DEFAULT 0,
-        encoding      TEXT NOT NULL DEFAULT '',
-        refs          TEXT NOT NULL DEFAULT '[]',-- provider ids / TP-MRs, JSON list
-        attempts      INTEGER NOT NULL DEFAULT 0,
-        created       REAL NOT NULL,
-        send_at       REAL NOT NULL,
-        updated       REAL NOT NULL,
-        sent_at       REAL,
-        delivered_at  REAL,
-        expires_at    REAL,
-        seq           INTEGER NOT NULL DEFAULT 0 -- follow-up number
-    );
-    -- one text-back per call, whatever happens (restart, duplicate events)
-    CREATE UNIQUE INDEX messages_one_per_call ON messages(call_id, kind, seq) WHERE call_id IS NOT NULL;
-    CREATE INDEX messages_due ON messages(state, send_at);
-    CREATE INDEX messages_to ON messages(to_number, created);
-
-    CREATE TABLE message_events (
-        id         INTEGER PRIMARY KEY,
-        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
-        at         REAL NOT NULL,
-        state      TEXT NOT NULL,
-        detail     TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX message_events_msg ON message_events(message_id);
-
-    CREATE TABLE message_refs (
-        sender     TEXT NOT NULL,
-        ref        TEXT NOT NULL,
-        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
-        at         REAL NOT NULL,
-        PRIMARY KEY (sender, ref, at)
-    );
-    CREATE INDEX message_refs_lookup ON message_refs(sender, ref);
-
-    CREATE TABLE incoming (
-        id          INTEGER PRIMARY KEY,
-        sender      TEXT NOT NULL,
-        from_number TEXT NOT NULL,
-        to_number   TEXT,
-        text        TEXT NOT NULL,
-        received_at REAL NOT NULL,
-        provider_id TEXT,
-        call_id     TEXT REFERENCES calls(id) ON DELETE SET NULL,
-        keyword     TEXT NOT NULL DEFAULT ''
-    );
-    CREATE UNIQUE INDEX incoming_provider ON incoming(sender, provider_id) WHERE provider_id IS NOT NULL;
-    CREATE INDEX incoming_from ON incoming(from_number, received_at);
-
-    CREATE TABLE opt_outs (
-        number     TEXT PRIMARY KEY,
-        active     INTEGER NOT NULL,
-        changed_at REAL NOT NULL,
-        source     TEXT NOT NULL
-    );
-    CREATE TABLE opt_out_events (
-        id       INTEGER PRIMARY KEY,
-        number   TEXT NOT NULL,
-        at       REAL NOT NULL,
-        active   INTEGER NOT NULL,
-        source   TEXT NOT NULL
-    );
-
-    CREATE TABLE emails (
-        id         INTEGER PRIMARY KEY,
-        kind       TEXT NOT NULL,
-        to_addrs   TEXT NOT NULL,               -- JSON list
-        subject    TEXT NOT NULL,
-        body       TEXT NOT NULL,
-        headers    TEXT NOT NULL DEFAULT '{}',  -- JSON object
-        state      TEXT NOT NULL,               -- queued | sent | failed
-        attempts   INTEGER NOT NULL DEFAULT 0,
-        created    REAL NOT NULL,
-        next_try   REAL NOT NULL,
-        sent_at    REAL,
-        last_error TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX emails_due ON emails(state, next_try);
-    """,
-    # 1 → 2: the policy's per-prefix and global hourly caps (pipeline.history) and retention's purge
-    # select texts by `created` alone; without this index each of them scans every text ever stored
-    # (bench/bench_pipeline.py: 10,000 texts, 1.7 ms → 0.2 ms per history lookup)
-    """
-    CREATE INDEX IF NOT EXISTS messages_created ON messages(created);
-    """,
-    # 2 → 3: the tracker's open calls, so a call in progress when the daemon dies and ending
-    # before it is back is still reported (service.py saves, restores; the resync closes it)
-    """
-    CREATE TABLE tracker_state (
-        pbx      TEXT PRIMARY KEY,
-        snapshot TEXT NOT NULL,     -- JSON list from Tracker.snapshot()
-        saved_at REAL NOT NULL
-    );
-    """,
+from textbackd.core.model import (
+    OPEN_STATES,
+    Call,
+    CallRecord,
+    EmailRow,
+    EmailState,
+    IncomingRecord,
+    MessageEvent,
+    MessageRow,
+    MessageState,
 )
+from textbackd.core.timeutil import to_dt, to_ts
+from textbackd.store.schema import MIGRATIONS, SCHEMA_VERSION, TRANSITIONS, _split_sql
 
-SCHEMA_VERSION = len(MIGRATIONS)
-
-# Which state may follow which. Anything else is a bug and refused.
-TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
-    MessageState.SCHEDULED: frozenset(
-        {MessageState.SENDING, MessageState.CANCELLED, MessageState.EXPIRED, MessageState.FAILED}
-    ),
-    MessageState.SENDING: frozenset(
-        {MessageState.SENT, MessageState.SCHEDULED, MessageState.FAILED, MessageState.UNKNOWN}
-    ),
-    MessageState.SENT: frozenset({MessageState.DELIVERED, MessageState.FAILED}),
-    MessageState.UNKNOWN: frozenset({MessageState.SENT, MessageState.DELIVERED, MessageState.FAILED}),
-    MessageState.DELIVERED: frozenset(),
-    MessageState.FAILED: frozenset({MessageState.DELIVERED}),  # a late DLR can prove us wrong
-    MessageState.CANCELLED: frozenset(),
-    MessageState.SKIPPED: frozenset(),
-    MessageState.EXPIRED: frozenset(),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class MessageRow:
-    id: int
-    call_id: str | None
-    kind: str
-    to_number: str
-    text: str
-    template: str
-    line_did: str
-    state: MessageState
-    reason: str
-    sender_pref: str
-    sender: str
-    segments: int
-    encoding: str
-    refs: tuple[str, ...]
-    attempts: int
-    created: float
-    send_at: float
-    updated: float
-    sent_at: float | None
-    delivered_at: float | None
-    expires_at: float | None
-    seq: int
-
-    @classmethod
-    def from_row(cls, r: sqlite3.Row) -> MessageRow:
-        d = dict(r)
-        d["state"] = MessageState(d["state"])
-        d["refs"] = tuple(json.loads(d["refs"] or "[]"))
-        return cls(**d)
-
-
-def _ts(dt: datetime | float | None) -> float | None:
-    if dt is None:
-        return None
-    if isinstance(dt, datetime):
-        return dt.timestamp()
-    return float(dt)
-
-
-def to_dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+__all__ = ["Store", "MessageRow", "CallRecord", "SCHEMA_VERSION", "TRANSITIONS", "call_key", "to_dt", "marks"]
 
 
 def call_key(call: Call) -> str:
     return f"{call.pbx}:{call.id}"
+
+
+def marks(values: Sequence[Any]) -> str:
+    """``?,?,?`` for an ``IN (...)`` of ``values``."""
+    return ",".join("?" * len(values))
+
+
+def message_of(r: sqlite3.Row) -> MessageRow:
+    d = dict(r)
+    d["state"] = MessageState(d["state"])
+    d["refs"] = tuple(json.loads(d["refs"] or "[]"))
+    return MessageRow(**d)
+
+
+def call_of(r: sqlite3.Row) -> CallRecord:
+    d = dict(r)
+    d["missed"], d["voicemail_left"] = bool(d["missed"]), bool(d["voicemail_left"])
+    return CallRecord(**d)
+
+
+def incoming_of(r: sqlite3.Row) -> IncomingRecord:
+    return IncomingRecord(**dict(r))
+
+
+def email_of(r: sqlite3.Row) -> EmailRow:
+    d = dict(r)
+    d["to_addrs"] = tuple(json.loads(d["to_addrs"] or "[]"))
+    d["headers"] = json.loads(d["headers"] or "{}")
+    d["state"] = EmailState(d["state"])
+    return EmailRow(**d)
 
 
 class Store:
@@ -326,7 +172,7 @@ class Store:
                 call.caller_name,
                 call.did,
                 call.started.timestamp(),
-                _ts(call.answered_at),
+                to_ts(call.answered_at),
                 call.ended.timestamp(),
                 call.ring_seconds,
                 int(call.voicemail_left),
@@ -339,10 +185,12 @@ class Store:
         )
         return cur.rowcount == 1
 
-    def get_call(self, key: str) -> sqlite3.Row | None:
-        return self.db.execute("SELECT * FROM calls WHERE id = ?", (key,)).fetchone()
+    def get_call(self, key: str) -> CallRecord | None:
+        r = self.db.execute("SELECT * FROM calls WHERE id = ?", (key,)).fetchone()
+        return call_of(r) if r else None
 
-    def calls(self, *, limit: int = 50, since: float | None = None, number: str | None = None) -> list[sqlite3.Row]:
+    def calls(self, *, limit: int = 50, since: float | None = None, number: str | None = None,
+              missed: bool = False) -> list[CallRecord]:
         q, args = "SELECT * FROM calls WHERE 1=1", []
         if since is not None:
             q += " AND ended >= ?"
@@ -350,9 +198,16 @@ class Store:
         if number:
             q += " AND (caller = ? OR did = ?)"
             args += [number, number]
+        if missed:
+            q += " AND missed = 1"
         q += " ORDER BY ended DESC LIMIT ?"
         args.append(limit)
-        return self.db.execute(q, args).fetchall()
+        return [call_of(r) for r in self.db.execute(q, args)]
+
+    def textback_of(self, call_key: str) -> MessageRow | None:
+        """The decision recorded for a call (its text-back, or the skip with its reason)."""
+        r = self.db.execute("SELECT * FROM messages WHERE call_id=? AND kind='textback' LIMIT 1", (call_key,)).fetchone()
+        return message_of(r) if r else None
 
     # -- messages -------------------------------------------------------------------
 
@@ -414,7 +269,7 @@ class Store:
         r = self.db.execute("SELECT * FROM messages WHERE id = ?", (mid,)).fetchone()
         if r is None:
             raise StoreError(f"no message {mid}")
-        return MessageRow.from_row(r)
+        return message_of(r)
 
     def messages(
         self, *, limit: int = 50, since: float | None = None, number: str | None = None, states: Sequence[str] = ()
@@ -431,12 +286,16 @@ class Store:
             args += list(states)
         q += " ORDER BY created DESC, id DESC LIMIT ?"
         args.append(limit)
-        return [MessageRow.from_row(r) for r in self.db.execute(q, args)]
+        return [message_of(r) for r in self.db.execute(q, args)]
 
-    def message_events(self, mid: int) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT at, state, detail FROM message_events WHERE message_id = ? ORDER BY id", (mid,)
-        ).fetchall()
+    def message_events(self, mid: int) -> list[MessageEvent]:
+        return [MessageEvent(r["at"], r["state"], r["detail"]) for r in self.db.execute(
+            "SELECT at, state, detail FROM message_events WHERE message_id = ? ORDER BY id", (mid,))]
+
+    def state_counts(self) -> dict[tuple[str, str], int]:
+        """How many texts of each (kind, state)."""
+        return {(r[0], r[1]): r[2] for r in self.db.execute(
+            "SELECT kind, state, COUNT(*) FROM messages GROUP BY kind, state")}
 
     def transition(
         self,
@@ -490,13 +349,13 @@ class Store:
 
     def due_messages(self, now: float, *, limit: int = 100) -> list[MessageRow]:
         rows = self.db.execute(
-            "SELECT * FROM messages WHERE state = 'scheduled' AND send_at <= ? ORDER BY send_at, id LIMIT ?",
-            (now, limit),
+            "SELECT * FROM messages WHERE state = ? AND send_at <= ? ORDER BY send_at, id LIMIT ?",
+            (MessageState.SCHEDULED, now, limit),
         ).fetchall()
-        return [MessageRow.from_row(r) for r in rows]
+        return [message_of(r) for r in rows]
 
     def next_due_at(self) -> float | None:
-        return self.db.execute("SELECT MIN(send_at) FROM messages WHERE state = 'scheduled'").fetchone()[0]
+        return self.db.execute("SELECT MIN(send_at) FROM messages WHERE state = ?", (MessageState.SCHEDULED,)).fetchone()[0]
 
     def recover_interrupted(self, now: float) -> list[MessageRow]:
         """After a crash: texts left in ``sending`` may or may not have gone out.
@@ -504,7 +363,7 @@ class Store:
         They become ``unknown`` (never re-sent blindly) and are returned so the
         daemon can report them to staff.
         """
-        rows = [MessageRow.from_row(r) for r in self.db.execute("SELECT * FROM messages WHERE state = 'sending'")]
+        rows = [message_of(r) for r in self.db.execute("SELECT * FROM messages WHERE state = ?", (MessageState.SENDING,))]
         for m in rows:
             self.transition(
                 m.id, MessageState.UNKNOWN, now=now, detail="interrupted_while_sending", expect=MessageState.SENDING
@@ -518,14 +377,14 @@ class Store:
                WHERE r.sender = ? AND r.ref = ? ORDER BY r.at DESC LIMIT 1""",
             (sender, ref),
         ).fetchone()
-        return MessageRow.from_row(r) if r else None
+        return message_of(r) if r else None
 
     def outbox_depth(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM messages WHERE state IN ('scheduled','sending')").fetchone()[0]
+        return self.db.execute(f"SELECT COUNT(*) FROM messages WHERE state IN ({marks(OPEN_STATES)})", OPEN_STATES).fetchone()[0]
 
     def oldest_due(self, now: float) -> float | None:
         return self.db.execute(
-            "SELECT MIN(send_at) FROM messages WHERE state = 'scheduled' AND send_at <= ?", (now,)
+            "SELECT MIN(send_at) FROM messages WHERE state = ? AND send_at <= ?", (MessageState.SCHEDULED, now)
         ).fetchone()[0]
 
     # -- incoming texts and opt-outs --------------------------------------------------
@@ -553,12 +412,13 @@ class Store:
             return None
         return int(cur.lastrowid)
 
-    def incoming(self, *, number: str | None = None, limit: int = 50) -> list[sqlite3.Row]:
+    def incoming(self, *, number: str | None = None, limit: int = 50) -> list[IncomingRecord]:
         if number:
-            return self.db.execute(
-                "SELECT * FROM incoming WHERE from_number = ? ORDER BY received_at DESC LIMIT ?", (number, limit)
-            ).fetchall()
-        return self.db.execute("SELECT * FROM incoming ORDER BY received_at DESC LIMIT ?", (limit,)).fetchall()
+            rows = self.db.execute(
+                "SELECT * FROM incoming WHERE from_number = ? ORDER BY received_at DESC LIMIT ?", (number, limit))
+        else:
+            rows = self.db.execute("SELECT * FROM incoming ORDER BY received_at DESC LIMIT ?", (limit,))
+        return [incoming_of(r) for r in rows]
 
     def set_opt_out(self, number: str, active: bool, *, now: float, source: str) -> None:
         with self.tx():
@@ -584,25 +444,28 @@ class Store:
     ) -> int:
         cur = self._write(
             """INSERT INTO emails (kind, to_addrs, subject, body, headers, state, created, next_try)
-               VALUES (?,?,?,?,?,'queued',?,?)""",
-            (kind, json.dumps(list(to)), subject, body, json.dumps(headers or {}), now, now),
+               VALUES (?,?,?,?,?,?,?,?)""",
+            (kind, json.dumps(list(to)), subject, body, json.dumps(headers or {}), EmailState.QUEUED, now, now),
         )
         return int(cur.lastrowid)
 
-    def due_emails(self, now: float, limit: int = 20) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT * FROM emails WHERE state = 'queued' AND next_try <= ? ORDER BY id LIMIT ?", (now, limit)
-        ).fetchall()
+    def due_emails(self, now: float, limit: int = 20) -> list[EmailRow]:
+        return [email_of(r) for r in self.db.execute(
+            "SELECT * FROM emails WHERE state = ? AND next_try <= ? ORDER BY id LIMIT ?", (EmailState.QUEUED, now, limit))]
+
+    def next_email_at(self) -> float | None:
+        return self.db.execute("SELECT MIN(next_try) FROM emails WHERE state = ?", (EmailState.QUEUED,)).fetchone()[0]
 
     def email_done(self, eid: int, *, now: float, ok: bool, error: str = "", retry_at: float | None = None) -> None:
         if ok:
-            self._write("UPDATE emails SET state='sent', sent_at=?, attempts=attempts+1 WHERE id=?", (now, eid))
+            self._write("UPDATE emails SET state=?, sent_at=?, attempts=attempts+1 WHERE id=?", (EmailState.SENT, now, eid))
         elif retry_at is not None:
             self._write(
                 "UPDATE emails SET attempts=attempts+1, next_try=?, last_error=? WHERE id=?", (retry_at, error, eid)
             )
         else:
-            self._write("UPDATE emails SET state='failed', attempts=attempts+1, last_error=? WHERE id=?", (error, eid))
+            self._write("UPDATE emails SET state=?, attempts=attempts+1, last_error=? WHERE id=?",
+                        (EmailState.FAILED, error, eid))
 
     # -- tracker state ----------------------------------------------------------------
 
@@ -638,19 +501,3 @@ class Store:
             if p.exists():
                 total += p.stat().st_size
         return total
-
-
-def _split_sql(script: str) -> list[str]:
-    out, buf = [], []
-    for line in script.splitlines():
-        code = line.split("--", 1)[0]
-        buf.append(code)
-        if code.rstrip().endswith(";"):
-            stmt = "\n".join(buf).strip()
-            if stmt.rstrip(";").strip():
-                out.append(stmt)
-            buf = []
-    rest = "\n".join(buf).strip()
-    if rest:
-        out.append(rest)
-    return out

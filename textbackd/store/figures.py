@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from textbackd.core.settings import Config
 from textbackd.core.numbers import normalize
+from textbackd.core.settings import Config
 from textbackd.store.db import Store
 
 SENT = ("sent", "delivered")

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.core.errors import PbxAuthError, PbxConnectionError, PbxError, PbxProtocolError
+from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.pbx.base import EventCallback
 
 if TYPE_CHECKING:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import structlog
 
-from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.core.errors import TextbackError
+from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.pbx.base import open_trace
 
 log = structlog.get_logger(__name__)

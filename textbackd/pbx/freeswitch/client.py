@@ -31,8 +31,9 @@ from typing import Any
 
 import structlog
 
-from textbackd.core.settings import PbxConfig
 from textbackd.core.errors import PbxAuthError, PbxConnectionError, PbxError, PbxProtocolError
+from textbackd.core.settings import PbxConfig
+from textbackd.pbx.base import EventCallback
 from textbackd.pbx.freeswitch.frames import (
     API_RESPONSE,
     AUTH_REQUEST,
@@ -43,7 +44,6 @@ from textbackd.pbx.freeswitch.frames import (
     event_of,
 )
 from textbackd.pbx.freeswitch.tracker import CUSTOM_SUBCLASSES, EVENTS, SNAPSHOT_EVENT
-from textbackd.pbx.base import EventCallback
 
 log = structlog.get_logger(__name__)
 

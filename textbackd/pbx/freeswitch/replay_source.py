@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from textbackd.core.errors import TextbackError
-from textbackd.pbx.freeswitch.frames import EslParser, event_of, event_time
 from textbackd.pbx.base import Event
+from textbackd.pbx.freeswitch.frames import EslParser, event_of, event_time
 
 CHUNK = 64 * 1024
 

@@ -53,9 +53,9 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from textbackd.core.settings import Config
 from textbackd.core.model import Call, Direction, Outcome, utc_from_epoch
 from textbackd.core.numbers import normalize
+from textbackd.core.settings import Config
 
 log = structlog.get_logger(__name__)
 

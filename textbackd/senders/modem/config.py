@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from textbackd.core.settings import Secret, SenderConfig, Section
+from textbackd.core.settings import Secret, Section, SenderConfig
 from textbackd.senders.base import require
 
 

@@ -43,17 +43,16 @@ from textbackd.core import numbers
 from textbackd.core.errors import (
     ModemError,
     PermanentSendError,
-    SenderUnavailableError,
     SendError,
+    SenderUnavailableError,
     TemporarySendError,
     UnknownSendError,
 )
 from textbackd.core.model import DeliveryReport, IncomingText, SendResult
-from textbackd.senders.modem import at
-from textbackd.senders.modem import pdu
+from textbackd.senders.base import InboundSink, NullSink
+from textbackd.senders.modem import at, pdu
 from textbackd.senders.modem.at import AtEngine, AtError, AtTimeoutError, Command, Final, Stray, Urc, Write
 from textbackd.senders.modem.serial_link import ModemUnavailableError, SerialLink
-from textbackd.senders.base import InboundSink, NullSink
 
 if TYPE_CHECKING:
     from textbackd.core.settings import Config

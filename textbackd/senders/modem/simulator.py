@@ -408,7 +408,6 @@ class ModemSimulator:
                 self._respond([f'+CPMS: "SM",{n},30,"SM",{n},30,"SM",{n},30'])
             else:
                 self._respond([f"+CPMS: {n},30,{n},30,{n},30"])
-            del nsr
         elif cmd.startswith("+CNMI="):
             try:
                 vals = tuple(int(x or 0) for x in cmd[6:].split(","))

@@ -49,8 +49,9 @@ class TwilioKind:
 
     async def check(self, sc: TwilioConfig, config: Config, timeout: float) -> Check:
         """The account resource with the credentials: a GET, nothing sent."""
-        import aiohttp
         from urllib.parse import urlsplit
+
+        import aiohttp
 
         name = f"sender {sc.name}"
         url = f"{sc.api_base.rstrip('/')}/2010-04-01/Accounts/{sc.account_sid}.json"

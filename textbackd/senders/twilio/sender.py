@@ -25,8 +25,8 @@ import structlog
 from textbackd.core.errors import UnknownSendError
 from textbackd.core.model import DeliveryReport, SendResult
 from textbackd.core.numbers import mask
-from textbackd.senders.base import InboundSink
 from textbackd.core.sms import analyze
+from textbackd.senders.base import InboundSink
 from textbackd.senders.gateway import HttpGateway, Response, scrub
 
 log = structlog.get_logger(__name__)

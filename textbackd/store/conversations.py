@@ -1,0 +1,40 @@
+"""What replies, staff texts and the conversation threads ask of the store."""
+
+from __future__ import annotations
+
+from textbackd.core.model import CallRecord, IncomingRecord, MessageRow, MessageState, TextKind
+from textbackd.store.db import Store, call_of, incoming_of, message_of
+
+
+def last_missed_call(store: Store, number: str) -> CallRecord | None:
+    """The number's latest missed call (what a reply answers)."""
+    r = store.db.execute(
+        "SELECT * FROM calls WHERE caller=? AND missed=1 ORDER BY ended DESC LIMIT 1", (number,)
+    ).fetchone()
+    return call_of(r) if r else None
+
+
+def next_staff_seq(store: Store, call_id: str) -> int:
+    """The ``seq`` of the next staff text about a call (one row per call, kind and seq)."""
+    return store.db.execute(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE call_id=? AND kind=?", (call_id, TextKind.STAFF)
+    ).fetchone()[0]
+
+
+def last_route(store: Store, number: str) -> tuple[str, str] | None:
+    """(line DID, sender) of the latest text a sender took for ``number``: a staff text follows it."""
+    r = store.db.execute(
+        "SELECT line_did, sender FROM messages WHERE to_number=? AND sender<>'' ORDER BY created DESC LIMIT 1",
+        (number,),
+    ).fetchone()
+    return (r["line_did"], r["sender"]) if r else None
+
+
+def thread(store: Store, number: str, since: float = 0.0) -> tuple[list[MessageRow], list[IncomingRecord]]:
+    """Every text to ``number`` (decisions that were never texts left out) and from it, since ``since``."""
+    out = [message_of(r) for r in store.db.execute(
+        "SELECT * FROM messages WHERE to_number=? AND created>=? AND state<>? ORDER BY created",
+        (number, since, MessageState.SKIPPED))]
+    inc = [incoming_of(r) for r in store.db.execute(
+        "SELECT * FROM incoming WHERE from_number=? AND received_at>=? ORDER BY received_at", (number, since))]
+    return out, inc
