@@ -22,10 +22,11 @@ from textbackd.core.model import Call, Direction, IncomingText, MessageState, Ou
 from textbackd.daemon.conversations import Conversations
 from textbackd.daemon.listener import Listener
 from textbackd.daemon.mail_in import MailIn, answer_text
-from textbackd.daemon.notify import Notifier, queue_staff_text
+from textbackd.daemon.notify import Notifier
 from textbackd.daemon.pipeline import Pipeline
 from textbackd.pbx.asterisk.replay_server import AmiReplayServer
 from textbackd.senders.registry import build_sender
+from textbackd.staff.actions import queue_staff_text
 from textbackd.store.db import Store
 
 CALLER = "+12125550102"  # the caller of the recorded 02-voicemail-left trace

@@ -12,10 +12,10 @@ from test_followups import Clock, RecordingSender
 from textbackd import config
 from textbackd.core.model import IncomingText, MessageState
 from textbackd.daemon.conversations import Conversations
-from textbackd.daemon.notify import queue_staff_text
 from textbackd.daemon.outbox import Outbox
 from textbackd.daemon.pipeline import Pipeline
 from textbackd.replay import replay_calls
+from textbackd.staff.actions import queue_staff_text
 from textbackd.store import figures as stats
 from textbackd.store.db import Store
 

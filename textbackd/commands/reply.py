@@ -6,7 +6,7 @@ import argparse
 import time
 
 from textbackd.commands._common import load_config
-from textbackd.daemon.notify import queue_staff_text
+from textbackd.staff.actions import queue_staff_text
 from textbackd.store.db import Store
 
 NAME = "reply"

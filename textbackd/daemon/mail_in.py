@@ -12,7 +12,7 @@ owner's numbers"). The listener then
 * takes the first lines of the plain-text body, above the quoted original
   (``> …``, "On … wrote:", "-----Original Message-----", an Outlook header
   block, a ``-- `` signature, "Sent from my …"), and queues them as a
-  ``kind = "staff"`` text through ``notify.queue_staff_text`` (opted-out numbers
+  ``kind = "staff"`` text through ``staff.actions.send_text`` (opted-out numbers
   are refused, so the sender's server bounces the mail with the reason).
 
 Every refusal is an SMTP 5xx with a short reason, so staff get a bounce that
@@ -37,7 +37,8 @@ import structlog
 from textbackd.core.errors import TextbackError
 from textbackd.core.numbers import mask
 from textbackd.core.settings import Config
-from textbackd.daemon.notify import find_conversation, queue_staff_text
+from textbackd.daemon.notify import find_conversation
+from textbackd.staff.actions import queue_staff_text
 from textbackd.store.db import Store
 
 log = structlog.get_logger(__name__)

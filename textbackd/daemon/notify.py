@@ -29,13 +29,12 @@ only for a token it finds there, so only conversations textbackd wrote about
 can be answered by mail. Header keys starting with ``_`` are bookkeeping and are
 never sent.
 
-``queue_staff_text`` is the one way a staff answer (``textbackd reply`` or a
-mail) becomes a ``kind = "staff"`` text in the outbox; it refuses opted-out numbers.
+A staff answer by mail becomes a text through ``staff.actions.send_text``, the same
+path as ``textbackd reply`` and the front desk.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import time
@@ -47,13 +46,13 @@ from typing import Any
 
 import structlog
 
-from textbackd.core import numbers
 from textbackd.core.errors import EmailError, TextbackError
-from textbackd.core.model import Call, CallRecord, EmailRow, IncomingText, MessageState, TextKind
+from textbackd.core.model import Call, CallRecord, EmailRow, IncomingText, MessageState
 from textbackd.core.numbers import mask, normalize
 from textbackd.core.settings import Config, parse_duration
 from textbackd.core.timeutil import to_dt
 from textbackd.daemon import followups
+from textbackd.daemon.worker import Worker
 from textbackd.decide import templates
 from textbackd.store import conversations as conv_q
 from textbackd.store import figures as stats
@@ -68,7 +67,6 @@ RETRY_BASE = 30.0
 RETRY_MAX = 3600.0
 GIVE_UP_AFTER = 3 * 86400.0
 SUMMARY_HOUR = 7
-STAFF_TEXT_MAX_SEGMENTS = 4
 _TOKEN = re.compile(r"^[0-9a-f]{16}$")
 
 OUTCOME_WORDS = {
@@ -86,42 +84,6 @@ OUTCOME_WORDS = {
 
 # --------------------------------------------------------------------------------------
 # staff texts (reply command, mail answers)
-
-
-def queue_staff_text(store: Store, config: Config, number: str, text: str, *, now: float, source: str) -> int:
-    """Put a staff-written text for ``number`` in the outbox; its row id.
-
-    Raises ``TextbackError`` (a clear one-line reason) for an empty or too long
-    text, a number that cannot get texts, or a number that opted out.
-    """
-    body = " ".join(text.split())
-    if not body:
-        raise TextbackError("the text is empty")
-    ok, what = numbers.textable(number, config.business.default_region)
-    if not ok:
-        raise TextbackError(f"{number!r} cannot get texts ({what})")
-    to = what
-    if store.is_opted_out(to):
-        raise TextbackError(f"{to} opted out (sent STOP); textbackd will not text it until it sends START")
-    info = templates.describe(body)
-    if info.segments > STAFF_TEXT_MAX_SEGMENTS:
-        raise TextbackError(
-            f"the text is {info.segments} SMS parts long; keep it to {STAFF_TEXT_MAX_SEGMENTS} ({len(body)} characters now)"
-        )
-    call = conv_q.last_missed_call(store, to)
-    call_id = call.id if call else None
-    seq = conv_q.next_staff_seq(store, call_id) if call_id is not None else 0
-    line_did, sender = conv_q.last_route(store, to) or ("", "")
-    mid = store.add_message(
-        to=to, kind=TextKind.STAFF, state=MessageState.SCHEDULED, now=now, send_at=now, call_id=call_id, text=body,
-        template=source, line_did=line_did or (call.did if call else ""),
-        sender_pref=sender, segments=info.segments, encoding=info.encoding,
-        expires_at=now + 6 * 3600, seq=seq,
-    )
-    if mid is None:  # only a race on seq can do this
-        raise TextbackError("could not queue the text (another staff text was queued at the same moment); try again")
-    log.info("staff_text_queued", message=mid, to=mask(to, config.logging.log_numbers), source=source)
-    return mid
 
 
 # --------------------------------------------------------------------------------------
@@ -198,8 +160,7 @@ class Notifier:
         self.smtp_timeout = smtp_timeout
         self.poll = poll
         self.check_every = check_every
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self.worker = Worker("notify", self._tick, clock=clock, poll=poll)
         self._last_check = 0.0
         self.sent = 0
 
@@ -239,7 +200,7 @@ class Notifier:
         except TextbackError as e:
             log.error("email_queue_failed", kind=kind, error=str(e))
             return None
-        self._wake.set()
+        self.worker.wake()
         return eid
 
     def on_reply(self, text: IncomingText, kw: str, call_id: str | None) -> int | None:
@@ -467,30 +428,26 @@ class Notifier:
     # -- the worker ---------------------------------------------------------------------
 
     def wake(self) -> None:
-        self._wake.set()
+        self.worker.wake()
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        self.worker.stop()
+
+    @property
+    def _stopping(self) -> bool:
+        return self.worker.stopping
+
+    async def _tick(self) -> None:
+        now = self.clock()
+        if now - self._last_check >= self.check_every:
+            self._last_check = now
+            self.check(now)
+        await self.send_due()
 
     async def run(self) -> None:
         """Send due mail and run the periodic checks until ``stop()``."""
-        if not self.enabled:
-            return
-        while not self._stopping:
-            now = self.clock()
-            try:
-                if now - self._last_check >= self.check_every:
-                    self._last_check = now
-                    self.check(now)
-                await self.send_due()
-            except TextbackError as err:  # the store is unwritable: try again shortly
-                log.error("notify_store_error", error=str(err))
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
-            except TimeoutError:
-                pass
+        if self.enabled:
+            await self.worker.run()
 
 
 TOKEN_DAYS = 30  # a Reply-To token answers its conversation for this long
@@ -507,4 +464,4 @@ def find_conversation(store: Store, token: str, *, now: float | None = None) -> 
     return (h["_number"], h.get("_call")) if h.get("_number") else None
 
 
-__all__ = ["Notifier", "queue_staff_text", "find_conversation", "call_summary", "conversation_lines"]
+__all__ = ["Notifier", "find_conversation", "call_summary", "conversation_lines"]

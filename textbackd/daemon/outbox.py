@@ -43,6 +43,7 @@ from textbackd.core.errors import (
 )
 from textbackd.core.model import MessageState, SendResult
 from textbackd.core.numbers import mask
+from textbackd.daemon.worker import Worker
 from textbackd.senders.base import Sender
 from textbackd.store.db import MessageRow, Store
 
@@ -79,8 +80,8 @@ class Outbox:
         self.clock = clock
         self.log_numbers = log_numbers
         self.send_timeout = send_timeout
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self.worker = Worker("outbox", self.process_due, next_due=store.next_due_at, clock=clock,
+                             retry_on=(StoreError,))
         self.sent = 0
         self.last_latency: float | None = None
 
@@ -88,32 +89,18 @@ class Outbox:
 
     def wake(self) -> None:
         """A row was added or changed: look at the queue now."""
-        self._wake.set()
+        self.worker.wake()
 
     def stop(self) -> None:
         """Finish the send in flight, then leave ``run``."""
-        self._stopping = True
-        self._wake.set()
+        self.worker.stop()
+
+    @property
+    def _stopping(self) -> bool:
+        return self.worker.stopping
 
     async def run(self) -> None:
-        while not self._stopping:
-            try:
-                await self.process_due()
-            except StoreError as e:
-                # disk full, read-only: keep the daemon up, try again shortly
-                log.error("outbox_store_error", error=str(e))
-                await asyncio.sleep(5)
-                continue
-            if self._stopping:
-                break
-            nxt = self.store.next_due_at()
-            delay = 5.0 if nxt is None else max(0.0, min(5.0, nxt - self.clock()))
-            self._wake.clear()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
+        await self.worker.run()
 
     async def process_due(self) -> int:
         """Send (or cancel/expire) every due text once. Returns how many rows were handled."""

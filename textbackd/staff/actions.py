@@ -1,0 +1,65 @@
+"""What staff do, in one place: the CLI (``textbackd reply``), staff answers by mail and the front
+desk all act through these functions, so they cannot disagree.
+
+``send_text`` (alias ``queue_staff_text``) is the one way a person's text becomes a
+``kind = "staff"`` row in the outbox: a row before it is a send, with the same rules
+everywhere (an opted-out number is refused with the reason, a text over
+``STAFF_TEXT_MAX_SEGMENTS`` parts is refused, the line and sender follow the
+conversation's last text).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from textbackd.core import numbers
+from textbackd.core.errors import TextbackError
+from textbackd.core.model import MessageState, TextKind
+from textbackd.core.numbers import mask
+from textbackd.core.settings import Config
+from textbackd.decide import templates
+from textbackd.store import conversations as conv_q
+from textbackd.store.db import Store
+
+log = structlog.get_logger(__name__)
+
+STAFF_TEXT_MAX_SEGMENTS = 4
+
+
+def send_text(store: Store, config: Config, number: str, text: str, *, now: float, source: str) -> int:
+    """Put a staff-written text for ``number`` in the outbox; its row id.
+
+    Raises ``TextbackError`` (a clear one-line reason) for an empty or too long
+    text, a number that cannot get texts, or a number that opted out.
+    """
+    body = " ".join(text.split())
+    if not body:
+        raise TextbackError("the text is empty")
+    ok, what = numbers.textable(number, config.business.default_region)
+    if not ok:
+        raise TextbackError(f"{number!r} cannot get texts ({what})")
+    to = what
+    if store.is_opted_out(to):
+        raise TextbackError(f"{to} opted out (sent STOP); textbackd will not text it until it sends START")
+    info = templates.describe(body)
+    if info.segments > STAFF_TEXT_MAX_SEGMENTS:
+        raise TextbackError(
+            f"the text is {info.segments} SMS parts long; keep it to {STAFF_TEXT_MAX_SEGMENTS} ({len(body)} characters now)"
+        )
+    call = conv_q.last_missed_call(store, to)
+    call_id = call.id if call else None
+    seq = conv_q.next_staff_seq(store, call_id) if call_id is not None else 0
+    line_did, sender = conv_q.last_route(store, to) or ("", "")
+    mid = store.add_message(
+        to=to, kind=TextKind.STAFF, state=MessageState.SCHEDULED, now=now, send_at=now, call_id=call_id, text=body,
+        template=source, line_did=line_did or (call.did if call else ""),
+        sender_pref=sender, segments=info.segments, encoding=info.encoding,
+        expires_at=now + 6 * 3600, seq=seq,
+    )
+    if mid is None:  # only a race on seq can do this
+        raise TextbackError("could not queue the text (another staff text was queued at the same moment); try again")
+    log.info("staff_text_queued", message=mid, to=mask(to, config.logging.log_numbers), source=source)
+    return mid
+
+
+queue_staff_text = send_text
