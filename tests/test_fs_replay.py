@@ -67,3 +67,21 @@ def test_garbage_file_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "no event-socket frames found" in r.stderr and "Traceback" not in r.stderr
     assert r.stdout == ""
+
+
+def test_ring_seconds_mean_the_same_on_both_pbxes() -> None:
+    """Ring time counts from the first phone being rung on FreeSWITCH as on Asterisk: the same scenario recorded
+    on each gives the same ring time within 2 s (FreeSWITCH's b-leg exists while SIP still sets it up; a busy
+    phone took 1.5 s to refuse), and a call that never rang a phone (IVR) rang 0 s on both."""
+    from textbackd.config import parse
+    from textbackd.replay import replay_calls
+
+    cfg = parse({"business": {"name": "t"}}, env={})
+    ast = Path(__file__).parent / "data" / "asterisk"
+    pairs = [("02-no-answer-voicemail", "02-voicemail-left"), ("08-ring-group-no-answer", "08-ringgroup-noanswer"),
+             ("11-ivr-abandon", "11-ivr-abandon"), ("05-busy", "05-busy")]
+    for fs_name, ast_name in pairs:
+        [fs] = [c for c in replay_calls(TRACES / f"{fs_name}.esl.gz", cfg, "freeswitch") if c.missed]
+        [am] = [c for c in replay_calls(ast / f"{ast_name}.ami", cfg, "asterisk") if c.missed]
+        assert abs(fs.ring_seconds - am.ring_seconds) < 2.0, (fs_name, fs.ring_seconds, am.ring_seconds)
+        assert fs.ring_seconds < fs.duration_seconds or fs.ring_seconds == 0

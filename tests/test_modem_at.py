@@ -248,3 +248,18 @@ def test_status_report_recorded_from_a_modem_in_python_gsmmodem():
     assert (rep.reference, rep.recipient, rep.delivered) == (mr, number, True)
     assert rep.timestamp == datetime(2016, 10, 30, 4, 59, 44, tzinfo=timezone(timedelta(hours=8)))
     assert rep.discharge.utcoffset() == timedelta(hours=7)
+
+
+def test_noise_without_line_ends_is_dropped_not_buffered_forever():
+    """A device babbling bytes with no line end never grows the reader's buffer past ``MAX_LINE``; the noise
+    is reported once per overflow as a Stray, and the command in flight still completes on its OK."""
+    e = AtEngine()
+    e.start(Command("AT"))
+    events = []
+    for _ in range(400):  # 400 × 1 KiB of garbage, no CR or LF
+        events += e.feed(b"\x00\xff" * 512)
+        assert len(e._buf) <= at.MAX_LINE
+    assert e.dropped_bytes > 390 * 1024
+    assert any(isinstance(ev, Stray) and "without a line end" in ev.line for ev in events)
+    [final] = [ev for ev in e.feed(b"\r\nOK\r\n") if isinstance(ev, Final)]
+    assert final.ok and final.command.line == "AT"

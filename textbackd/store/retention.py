@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from textbackd.core.model import OPEN_STATES, EmailState
 from textbackd.store.db import Store
 
-OPEN = "('scheduled','sending')"
+OPEN = "(" + ",".join(f"'{s}'" for s in OPEN_STATES) + ")"  # the outbox's work in progress, kept
 
 
 def purge(store: Store, cutoff: float, *, now: float | None = None) -> dict[str, int]:
@@ -44,7 +45,7 @@ def purge(store: Store, cutoff: float, *, now: float | None = None) -> dict[str,
             (cutoff,),
         ).rowcount
         counts["emails"] = db.execute(
-            "DELETE FROM emails WHERE created < ? AND state <> 'queued'", (cutoff,)
+            "DELETE FROM emails WHERE created < ? AND state <> ?", (cutoff, EmailState.QUEUED)
         ).rowcount
         counts["opt_out_events"] = db.execute("DELETE FROM opt_out_events WHERE at < ?", (cutoff,)).rowcount
         counts["opt_outs"] = db.execute(

@@ -153,6 +153,7 @@ class _Open:
     legs: set[str] = field(default_factory=set)  # every non-a-leg uuid tied to the call
     loopback_open: set[str] = field(default_factory=set)
     stage: str = ""
+    ring_start: float | None = None  # the first phone (b-leg) rang: ring time counts from here, as Asterisk's does
     ring_end: float | None = None
     answered_at: float | None = None
     answered_by: str | None = None
@@ -456,6 +457,8 @@ class FsTracker:
             who = _leg_name(e)
             self._link(uuid, parent, channel, who, at)
             if not channel.startswith("loopback/"):
+                if c.ring_start is None:
+                    c.ring_start = at
                 if c.stage != QUEUE:
                     c.stage = RING
                 if self._is_trunk(channel, e.get("variable_sofia_profile_name", "")):
@@ -726,6 +729,7 @@ class FsTracker:
         outcome = Outcome.UNKNOWN if unknown and c.answered_at is None else self._outcome(c)
         ended = c.ended if c.ended is not None else now
         ring_end = c.answered_at or c.ring_end or ended
+        ring = max(0.0, ring_end - c.ring_start) if c.ring_start is not None else 0.0  # never rang: 0, as Asterisk
         return Call(
             id=c.uuid,
             pbx=PBX,
@@ -738,7 +742,7 @@ class FsTracker:
             started=utc_from_epoch(c.started),
             ended=utc_from_epoch(max(ended, c.started)),
             answered_at=utc_from_epoch(c.answered_at) if c.answered_at is not None else None,
-            ring_seconds=max(0.0, ring_end - c.started),
+            ring_seconds=ring,
             voicemail_left=c.voicemail_left,
             voicemail_box=c.voicemail_box,
             answered_by=c.answered_by,

@@ -345,8 +345,12 @@ class _InFlight:
     echo_seen: bool = False
 
 
+MAX_LINE = 8192  # no AT line is longer (a +CMGR PDU line is under 400 hex digits): more is noise, dropped
+
+
 class AtEngine:
     def __init__(self) -> None:
+        self.dropped_bytes = 0  # noise dropped because it ran past MAX_LINE without a line end
         self._buf = b""
         self._cur: _InFlight | None = None
         self._pending_urc: str | None = None  # a two-line URC waiting for its data line
@@ -380,8 +384,10 @@ class AtEngine:
         return b"", cur
 
     def reset(self) -> None:
-        """Forget everything (the device was reopened)."""
+        """Forget everything (the device was reopened); the dropped-bytes count is kept."""
+        dropped = self.dropped_bytes
         self.__init__()
+        self.dropped_bytes = dropped
 
     # -- input -------------------------------------------------------------------------
 
@@ -401,6 +407,10 @@ class AtEngine:
                     continue
             nl = _line_end(self._buf)
             if nl is None:
+                if len(self._buf) > MAX_LINE:  # a babbling device must not grow the buffer forever
+                    dropped, self._buf = len(self._buf), b""
+                    self.dropped_bytes += dropped
+                    out.append(Stray(f"<{dropped} bytes without a line end dropped>"))
                 return out
             raw, self._buf = self._buf[:nl], self._buf[nl:]
             line = raw.strip(b"\r\n").decode("utf-8", "replace").strip()
