@@ -234,20 +234,9 @@ class AmiReplayServer(LoopbackServer):
         return out
 
     async def _stream(self, writer: asyncio.StreamWriter, session: int) -> None:
-        start = self.position if self.resume else 0
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        base = self.blocks[start].at if start < len(self.blocks) else 0.0
         sent = 0
-        for i in range(start, len(self.blocks)):
-            b = self.blocks[i]
-            if self.speed > 0:
-                due = t0 + (b.at - base) / self.speed
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+        async for b in self.paced():
             writer.write(b.data)
-            self.position = i + 1
             sent += 1
             if sent % 64 == 0 or self.speed > 0:
                 await writer.drain()

@@ -246,20 +246,8 @@ class EslReplayServer(LoopbackServer):
             await self._end_session(writer, streamer)
 
     async def _stream(self, writer: asyncio.StreamWriter, session: int, sub: _Subscription, fmt: str) -> None:
-        start = self.position if self.resume else 0
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        base = self.blocks[start].at if start < len(self.blocks) else 0.0
         sent = 0
-        for i in range(start, len(self.blocks)):
-            b = self.blocks[i]
-            self.position = i + 1
-            if not sub.wants(b):
-                continue
-            if self.speed > 0:
-                delay = t0 + (b.at - base) / self.speed - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+        async for b in self.paced(sub.wants):
             await self._write(writer, b.plain if fmt == "plain" else json_frame(b.headers))
             sent += 1
             if session == 1 and self.drop_after is not None and sent >= self.drop_after:
