@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from textbackd import config as cfgmod  # noqa: E402
-from textbackd import policy  # noqa: E402
+from textbackd.decide import policy  # noqa: E402
 from textbackd.core import numbers
 from textbackd.core.model import Call, Direction, MessageState, Outcome  # noqa: E402
 from textbackd.daemon.pipeline import TEXTBACK, Pipeline, history  # noqa: E402
