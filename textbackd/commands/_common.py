@@ -60,3 +60,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], out=None) ->
 def dump_json(objs) -> None:
     for o in objs:
         print(json.dumps(o, ensure_ascii=False))
+
+
+def cli_actor() -> str:
+    """Who acts from the shell, for the audit trail: ``cli:<login name>`` (``SUDO_USER`` when under sudo)."""
+    import getpass
+    import os
+
+    try:
+        who = os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        who = str(os.getuid())
+    return f"cli:{who}"

@@ -54,4 +54,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"staff e-mails naming it: {len(data['emails'])}")
     for e in data["emails"]:
         print(f"  {local_time(e['created'])}  {e['subject']!r}")
+    print(f"staff actions about it: {len(data['staff_actions'])}")
+    for a in data["staff_actions"]:
+        print(f"  {local_time(a['at'])}  {a['actor']:<16} {a['action']:<10} {a['detail']}")
     return 0

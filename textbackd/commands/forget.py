@@ -12,9 +12,12 @@ import argparse
 import sys
 import time
 
-from textbackd.commands._common import load_config
+from textbackd.commands._common import cli_actor, load_config
 from textbackd.commands.export import target
 from textbackd.core.errors import TextbackError
+from textbackd.core.model import AuditAction
+from textbackd.core.numbers import mask
+from textbackd.store import audit
 from textbackd.store.db import Store
 from textbackd.store.retention import forget
 
@@ -39,7 +42,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
     store = Store(cfg.store.path)
     try:
-        counts = forget(store, number, now=time.time())
+        now = time.time()
+        with store.tx():
+            counts = forget(store, number, now=now)
+            audit.record(store, at=now, actor=cli_actor(), action=AuditAction.FORGET,
+                         detail=f"erased {mask(number, 'masked')}")
     finally:
         store.close()
     kept = " (its opt-out is kept so STOP still holds)" if counts.pop("opt_out_kept") else ""

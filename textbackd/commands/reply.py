@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from textbackd.commands._common import load_config
+from textbackd.commands._common import cli_actor, load_config
 from textbackd.staff.actions import queue_staff_text
 from textbackd.store.db import Store
 
@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     store = Store(cfg.store.path)
     try:
-        mid = queue_staff_text(store, cfg, args.number, " ".join(args.text), now=time.time(), source="cli")
+        mid = queue_staff_text(store, cfg, args.number, " ".join(args.text), now=time.time(), source="cli",
+                               actor=cli_actor())
         m = store.message(mid)
     finally:
         store.close()

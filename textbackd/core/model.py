@@ -140,6 +140,24 @@ GONE_STATES = (MessageState.SENT, MessageState.DELIVERED, MessageState.UNKNOWN)
 NOT_COUNTED_STATES = (MessageState.SKIPPED, MessageState.CANCELLED)
 
 
+class AuditAction(enum.StrEnum):
+    """What a person (or a program with a token) did, as the audit table records it."""
+
+    TEXT_SENT = "text_sent"  # a staff text queued
+    CLAIM = "claim"
+    HANDLED = "handled"
+    BLOCK = "block"  # an opt-out set by staff
+    UNBLOCK = "unblock"
+    RESEND = "resend"  # an unknown text sent again on purpose
+    EXPORT = "export"  # figures or data downloaded
+    FORGET = "forget"  # an erasure request carried out
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    USER_CHANGED = "user_changed"
+    TOKEN_CHANGED = "token_changed"
+
+
 class EmailState(enum.StrEnum):
     """States of a staff e-mail in its queue (``emails.state``)."""
 
@@ -282,6 +300,30 @@ class EmailRow:
     next_try: float
     sent_at: float | None
     last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One staff action (``audit`` row)."""
+
+    id: int
+    at: float
+    actor: str
+    action: str
+    number: str | None
+    message_id: int | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """Who owns a conversation and whether it was marked handled (``conversations`` row)."""
+
+    number: str
+    claimed_by: str | None = None
+    claimed_at: float | None = None
+    handled_by: str | None = None
+    handled_at: float | None = None
 
 
 # --------------------------------------------------------------------------------------

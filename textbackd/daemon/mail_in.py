@@ -141,7 +141,8 @@ class StaffMailHandler:
                 continue
             number, _ = conv
             try:
-                queue_staff_text(self.store, self.config, number, text, now=now, source="mail")
+                queue_staff_text(self.store, self.config, number, text, now=now, source="mail",
+                                 actor=f"mail:{senders[0].lower()}")
             except TextbackError as e:
                 log.info("mail_in_refused", to=mask(number, self.config.logging.log_numbers), reason=str(e))
                 return f"550 5.7.1 Not sent: {str(e)[:200]}"

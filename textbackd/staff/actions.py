@@ -1,5 +1,8 @@
-"""What staff do, in one place: the CLI (``textbackd reply``), staff answers by mail and the front
-desk all act through these functions, so they cannot disagree.
+"""What staff do, in one place: the CLI (``textbackd reply``), staff answers by mail, the front desk
+and the API all act through these functions, so they cannot disagree. Each action and its audit row
+(who, what, when, about which number) commit in one transaction.
+
+``actor`` names who acted: ``"web:<user>"``, ``"cli:<unix user>"``, ``"mail:<address>"``, ``"api:<token>"``.
 
 ``send_text`` (alias ``queue_staff_text``) is the one way a person's text becomes a
 ``kind = "staff"`` row in the outbox: a row before it is a send, with the same rules
@@ -14,10 +17,11 @@ import structlog
 
 from textbackd.core import numbers
 from textbackd.core.errors import TextbackError
-from textbackd.core.model import MessageState, TextKind
+from textbackd.core.model import AuditAction, ConversationState, MessageState, TextKind
 from textbackd.core.numbers import mask
 from textbackd.core.settings import Config
 from textbackd.decide import templates
+from textbackd.store import audit
 from textbackd.store import conversations as conv_q
 from textbackd.store.db import Store
 
@@ -26,12 +30,15 @@ log = structlog.get_logger(__name__)
 STAFF_TEXT_MAX_SEGMENTS = 4
 
 
-def send_text(store: Store, config: Config, number: str, text: str, *, now: float, source: str) -> int:
+def send_text(store: Store, config: Config, number: str, text: str, *, now: float, source: str,
+              actor: str = "") -> int:
     """Put a staff-written text for ``number`` in the outbox; its row id.
 
     Raises ``TextbackError`` (a clear one-line reason) for an empty or too long
-    text, a number that cannot get texts, or a number that opted out.
+    text, a number that cannot get texts, or a number that opted out. The first
+    staff member who sends in an unclaimed conversation also claims it.
     """
+    actor = actor or source
     body = " ".join(text.split())
     if not body:
         raise TextbackError("the text is empty")
@@ -50,16 +57,82 @@ def send_text(store: Store, config: Config, number: str, text: str, *, now: floa
     call_id = call.id if call else None
     seq = conv_q.next_staff_seq(store, call_id) if call_id is not None else 0
     line_did, sender = conv_q.last_route(store, to) or ("", "")
-    mid = store.add_message(
-        to=to, kind=TextKind.STAFF, state=MessageState.SCHEDULED, now=now, send_at=now, call_id=call_id, text=body,
-        template=source, line_did=line_did or (call.did if call else ""),
-        sender_pref=sender, segments=info.segments, encoding=info.encoding,
-        expires_at=now + 6 * 3600, seq=seq,
-    )
-    if mid is None:  # only a race on seq can do this
-        raise TextbackError("could not queue the text (another staff text was queued at the same moment); try again")
+    with store.tx():
+        mid = store.add_message(
+            to=to, kind=TextKind.STAFF, state=MessageState.SCHEDULED, now=now, send_at=now, call_id=call_id,
+            text=body, template=source, line_did=line_did or (call.did if call else ""),
+            sender_pref=sender, segments=info.segments, encoding=info.encoding,
+            expires_at=now + 6 * 3600, seq=seq,
+        )
+        if mid is None:  # only a race on seq can do this
+            raise TextbackError("could not queue the text (another staff text was queued at the same moment); try again")
+        audit.record(store, at=now, actor=actor, action=AuditAction.TEXT_SENT, number=to, message_id=mid,
+                     detail=f"{info.segments} part(s), {info.encoding}")
+        if conv_q.state(store, to).claimed_by is None:
+            conv_q.set_claim(store, to, actor, now)
     log.info("staff_text_queued", message=mid, to=mask(to, config.logging.log_numbers), source=source)
     return mid
+
+
+
+def claim(store: Store, number: str, *, actor: str, now: float) -> ConversationState:
+    """The conversation becomes ``actor``'s (taking it over from whoever had it)."""
+    with store.tx():
+        before = conv_q.state(store, number).claimed_by
+        conv_q.set_claim(store, number, actor, now)
+        audit.record(store, at=now, actor=actor, action=AuditAction.CLAIM, number=number,
+                     detail=f"from {before}" if before and before != actor else "")
+    return conv_q.state(store, number)
+
+
+def release(store: Store, number: str, *, actor: str, now: float) -> ConversationState:
+    """Nobody owns the conversation any more."""
+    with store.tx():
+        conv_q.set_claim(store, number, None, None)
+        audit.record(store, at=now, actor=actor, action=AuditAction.CLAIM, number=number, detail="released")
+    return conv_q.state(store, number)
+
+
+def mark_handled(store: Store, number: str, *, actor: str, now: float) -> ConversationState:
+    """Close the conversation; it reopens by itself on the next reply or missed call (``needs_person``)."""
+    with store.tx():
+        conv_q.set_handled(store, number, actor, now)
+        audit.record(store, at=now, actor=actor, action=AuditAction.HANDLED, number=number)
+    return conv_q.state(store, number)
+
+
+def needs_person(store: Store, number: str) -> bool:
+    """A reply or a missed call came after the conversation was last marked handled (or it never was)."""
+    last = conv_q.last_activity(store, number)
+    handled = conv_q.state(store, number).handled_at
+    return last is not None and (handled is None or last > handled)
+
+
+def block(store: Store, config: Config, number: str, *, actor: str, reason: str, now: float) -> int:
+    """Opt the number out on staff's word (recorded with who and why) and cancel what was queued for it.
+
+    Returns how many queued texts were cancelled. ``textbackd`` never texts it again until it sends START
+    or staff unblock it.
+    """
+    to = numbers.normalize(number, config.business.default_region)
+    if not reason.strip():
+        raise TextbackError("say why the number is blocked (it is kept in the audit trail)")
+    with store.tx():
+        store.set_opt_out(to, True, now=now, source=f"staff:{actor}")
+        n = 0
+        for m in conv_q.pending(store, to, (TextKind.TEXTBACK, TextKind.FOLLOWUP, TextKind.STAFF)):
+            n += store.transition(m.id, MessageState.CANCELLED, now=now, detail="blocked by staff",
+                                  expect=MessageState.SCHEDULED)
+        audit.record(store, at=now, actor=actor, action=AuditAction.BLOCK, number=to, detail=reason.strip()[:200])
+    log.info("number_blocked", to=mask(to, config.logging.log_numbers), actor=actor, cancelled=n)
+    return n
+
+
+def unblock(store: Store, config: Config, number: str, *, actor: str, now: float) -> None:
+    to = numbers.normalize(number, config.business.default_region)
+    with store.tx():
+        store.set_opt_out(to, False, now=now, source=f"staff:{actor}")
+        audit.record(store, at=now, actor=actor, action=AuditAction.UNBLOCK, number=to)
 
 
 queue_staff_text = send_text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textbackd.core.model import CallRecord, IncomingRecord, MessageRow, MessageState, TextKind
+from textbackd.core.model import CallRecord, ConversationState, IncomingRecord, MessageRow, MessageState, TextKind
 from textbackd.store.db import Store, call_of, incoming_of, message_of
 
 
@@ -38,3 +38,42 @@ def thread(store: Store, number: str, since: float = 0.0) -> tuple[list[MessageR
     inc = [incoming_of(r) for r in store.db.execute(
         "SELECT * FROM incoming WHERE from_number=? AND received_at>=? ORDER BY received_at", (number, since))]
     return out, inc
+
+
+def state(store: Store, number: str) -> ConversationState:
+    r = store.db.execute("SELECT * FROM conversations WHERE number=?", (number,)).fetchone()
+    return ConversationState(**dict(r)) if r else ConversationState(number=number)
+
+
+def set_claim(store: Store, number: str, who: str | None, at: float | None) -> None:
+    store.write(
+        """INSERT INTO conversations (number, claimed_by, claimed_at) VALUES (?,?,?)
+           ON CONFLICT(number) DO UPDATE SET claimed_by=excluded.claimed_by, claimed_at=excluded.claimed_at""",
+        (number, who, at),
+    )
+
+
+def set_handled(store: Store, number: str, who: str | None, at: float | None) -> None:
+    store.write(
+        """INSERT INTO conversations (number, handled_by, handled_at) VALUES (?,?,?)
+           ON CONFLICT(number) DO UPDATE SET handled_by=excluded.handled_by, handled_at=excluded.handled_at""",
+        (number, who, at),
+    )
+
+
+def last_activity(store: Store, number: str) -> float | None:
+    """When the customer last did something that needs a person: a reply (not STOP) or a missed call."""
+    r = store.db.execute(
+        """SELECT MAX(t) FROM (
+             SELECT MAX(received_at) AS t FROM incoming WHERE from_number=? AND keyword<>'stop'
+             UNION ALL SELECT MAX(ended) FROM calls WHERE caller=? AND missed=1)""",
+        (number, number),
+    ).fetchone()
+    return r[0]
+
+
+def pending(store: Store, number: str, kinds: tuple[str, ...]) -> list[MessageRow]:
+    """Texts of ``kinds`` still scheduled for ``number``."""
+    return [message_of(r) for r in store.db.execute(
+        f"SELECT * FROM messages WHERE to_number=? AND state=? AND kind IN ({','.join('?' * len(kinds))})",
+        (number, MessageState.SCHEDULED, *kinds))]

@@ -126,6 +126,11 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. Nested ``tx()`` blocks join the outer one (so a staff action, its
+        audit row and what it changes commit together or not at all)."""
+        if self.db.in_transaction:
+            yield self.db
+            return
         try:
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
@@ -144,6 +149,10 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """One statement that writes (for the store room's query modules); StoreError when the disk refuses."""
+        return self._write(sql, args)
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         try:

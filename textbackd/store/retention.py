@@ -6,11 +6,13 @@ history. Texts still ``scheduled``/``sending`` and e-mails still queued are
 kept (they are work in progress, not history). Opt-outs are kept: an active
 opt-out is only ``number, active, changed_at, source`` (no message content);
 its event history and inactive (resubscribed) opt-outs older than the cutoff
-go.
+go. Staff actions (``audit``) older than the cutoff go too, and so does a
+conversation's claim/handled mark once both are older.
 
 ``forget(store, number)``: an erasure request. Every call from or to the
-number, every text to it, every reply from it and every staff e-mail naming
-it is deleted. If the number had opted out, that one row is kept (source
+number, every text to it, every reply from it, every staff e-mail naming
+it, every staff action about it and its claim/handled mark are deleted (the
+erasure itself is audited without the number). If the number had opted out, that one row is kept (source
 ``forgotten``) so STOP still holds; it is the minimum needed to honour the
 opt-out. We keep it in clear rather than hashed: a hash of a phone number is
 reversed by trying the few billion possible numbers, so it would only look
@@ -50,6 +52,10 @@ def purge(store: Store, cutoff: float, *, now: float | None = None) -> dict[str,
         counts["opt_out_events"] = db.execute("DELETE FROM opt_out_events WHERE at < ?", (cutoff,)).rowcount
         counts["opt_outs"] = db.execute(
             "DELETE FROM opt_outs WHERE active = 0 AND changed_at < ?", (cutoff,)
+        ).rowcount
+        counts["audit"] = db.execute("DELETE FROM audit WHERE at < ?", (cutoff,)).rowcount
+        counts["conversations"] = db.execute(
+            "DELETE FROM conversations WHERE MAX(COALESCE(claimed_at, 0), COALESCE(handled_at, 0)) < ?", (cutoff,)
         ).rowcount
     return counts
 
@@ -97,8 +103,15 @@ def export(store: Store, number: str) -> dict[str, Any]:
                             (eid,)).fetchone())
         e["to_addrs"] = json.loads(e["to_addrs"] or "[]")
         emails.append(e)
+    audit = [dict(r) for r in db.execute(
+        "SELECT at, actor, action, message_id, detail FROM audit WHERE number = ? ORDER BY id", (number,)
+    )]
+    conv = db.execute("SELECT claimed_by, claimed_at, handled_by, handled_at FROM conversations WHERE number = ?",
+                      (number,)).fetchone()
     return {
         "number": number,
+        "conversation": dict(conv) if conv else None,
+        "staff_actions": audit,
         "calls": calls,
         "texts": messages,
         "replies": incoming,
@@ -120,6 +133,8 @@ def forget(store: Store, number: str, *, now: float) -> dict[str, int]:
         ).rowcount
         counts["emails"] = sum(db.execute("DELETE FROM emails WHERE id = ?", (i,)).rowcount for i in emails)
         db.execute("DELETE FROM opt_out_events WHERE number = ?", (number,))
+        counts["staff_actions"] = db.execute("DELETE FROM audit WHERE number = ?", (number,)).rowcount
+        db.execute("DELETE FROM conversations WHERE number = ?", (number,))
         opted = db.execute("SELECT active FROM opt_outs WHERE number = ?", (number,)).fetchone()
         if opted and opted[0]:
             db.execute("UPDATE opt_outs SET source = 'forgotten', changed_at = ? WHERE number = ?", (now, number))

@@ -143,6 +143,30 @@ MIGRATIONS: tuple[str, ...] = (
         saved_at REAL NOT NULL
     );
     """,
+    # 3 → 4 (issues 12, 14): what people do. Every staff action is an audit row (who, what, when, about which
+    # number); a conversation (one per customer number) can be claimed and marked handled, and counts as
+    # open again once a reply or a missed call comes after its handled mark.
+    """
+    CREATE TABLE audit (
+        id         INTEGER PRIMARY KEY,
+        at         REAL NOT NULL,
+        actor      TEXT NOT NULL,              -- "web:maria", "cli:root", "mail:desk@office.example", "api:crm"
+        action     TEXT NOT NULL,              -- core.model.AuditAction
+        number     TEXT,                       -- the conversation it is about, if any
+        message_id INTEGER,
+        detail     TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_at ON audit(at);
+    CREATE INDEX audit_number ON audit(number, at);
+
+    CREATE TABLE conversations (
+        number     TEXT PRIMARY KEY,
+        claimed_by TEXT,
+        claimed_at REAL,
+        handled_by TEXT,
+        handled_at REAL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
