@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from textbackd.core import numbers
 from textbackd.core.model import Call, Direction, History, Outcome, iso
 from textbackd.core.settings import Config, LineConfig
+from textbackd.core.timeutil import aware
 from textbackd.decide import templates
 
 # How long after the caller's last text to us a conversation counts as open.
@@ -142,10 +143,6 @@ class Pending:
 
 # --------------------------------------------------------------------------------------
 # helpers
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)
 
 
 def number_prefix(e164: str) -> str:
@@ -251,7 +248,7 @@ def _quiet_release(ts: datetime, config: Config) -> datetime | None:
 
 
 def _dedupe_hit(last: datetime | None, now: datetime, dedupe_hours: float) -> bool:
-    return last is not None and dedupe_hours > 0 and now - _aware(last) < timedelta(hours=dedupe_hours)
+    return last is not None and dedupe_hours > 0 and now - aware(last) < timedelta(hours=dedupe_hours)
 
 
 def _conversation_hours(config: Config) -> float:
@@ -319,7 +316,7 @@ def _number_checks(call: Call, config: Config, history: History) -> tuple[str | 
 
 def _answered_since(history: History, ended: datetime) -> bool:
     last = history.last_answered_contact_at
-    return history.answered_call_active or (last is not None and _aware(last) > ended)
+    return history.answered_call_active or (last is not None and aware(last) > ended)
 
 
 def _history_checks(ended: datetime, history: History, config: Config, now: datetime) -> str | None:
@@ -328,7 +325,7 @@ def _history_checks(ended: datetime, history: History, config: Config, now: date
         return "answered_callback"
     if history.pending_textback or _dedupe_hit(history.last_textback_at, now, p.dedupe_hours):
         return "duplicate"
-    if history.last_inbound_text_at is not None and now - _aware(history.last_inbound_text_at) < timedelta(
+    if history.last_inbound_text_at is not None and now - aware(history.last_inbound_text_at) < timedelta(
         hours=_conversation_hours(config)
     ):
         return "conversation_open"
@@ -343,8 +340,8 @@ def _history_checks(ended: datetime, history: History, config: Config, now: date
 
 def decide(call: Call, history: History, config: Config, now: datetime) -> Decision:
     """The decision for one finished call: a text (rendered, timed) or a skip with its reason."""
-    now = _aware(now)
-    ended = _aware(call.ended)
+    now = aware(now)
+    ended = aware(call.ended)
     line = line_for(config, call.did)
     reason = _call_checks(call, line, config, now, ended)
     if reason:
@@ -394,21 +391,21 @@ def recheck(pending: Pending, history: History, config: Config, now: datetime) -
 
     ``history`` is the store's view of ``pending.to`` without the pending row itself.
     """
-    now = _aware(now)
-    ended = _aware(pending.call_ended)
+    now = aware(now)
+    ended = aware(pending.call_ended)
     if history.opted_out:
         return "opted_out"
     if _matches(pending.to, _prepare(config).block):
         return "blocked"
     if _answered_since(history, ended):
         return "answered_callback"
-    if history.last_inbound_text_at is not None and _aware(history.last_inbound_text_at) > ended:
+    if history.last_inbound_text_at is not None and aware(history.last_inbound_text_at) > ended:
         return "conversation_open"
     last = history.last_textback_at
     if last is not None and (
-        _aware(last) >= _aware(pending.created) or _dedupe_hit(last, now, config.policy.dedupe_hours)
+        aware(last) >= aware(pending.created) or _dedupe_hit(last, now, config.policy.dedupe_hours)
     ):
         return "duplicate"
-    if now - _aware(pending.send_at) > timedelta(minutes=config.policy.max_age_minutes):
+    if now - aware(pending.send_at) > timedelta(minutes=config.policy.max_age_minutes):
         return "too_old"
     return None
