@@ -40,7 +40,6 @@ admin-interface = 127.0.0.1
 smsbox-port = {smsbox}
 smsbox-interface = 127.0.0.1
 box-allow-ip = 127.0.0.1
-wdp-interface-name = "*"
 log-level = 0
 dlr-storage = internal
 
