@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
+import platform
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -32,13 +35,75 @@ def _command_modules() -> list:
     return mods
 
 
+def store_file_schema(path: str) -> str:
+    """What ``PRAGMA user_version`` the store file at ``path`` holds, said in words; never creates or changes a file.
+
+    With the daemon stopped the file is read as immutable (no ``-shm``/``-wal`` is made,
+    so root reading it leaves nothing the daemon's user cannot open); while the daemon
+    runs (its ``-wal`` and ``-shm`` exist) it is read through them, as the CLI does.
+    """
+    from textbackd.store.db import SCHEMA_VERSION
+
+    if not os.path.exists(path):
+        return "no store yet"
+    live = os.path.exists(path + "-wal") and os.path.exists(path + "-shm")
+    try:
+        db = sqlite3.connect(f"file:{path}?{'mode=ro' if live else 'immutable=1'}", uri=True)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        return f"cannot read it ({e})"
+    if version > SCHEMA_VERSION:
+        return f"schema {version}, written by a newer textbackd: this one refuses it (restore a backup, or upgrade)"
+    if version < SCHEMA_VERSION:
+        return f"schema {version}, migrated to {SCHEMA_VERSION} when the daemon starts"
+    return f"schema {version}"
+
+
+def version_facts(config: str | None = None) -> dict[str, str]:
+    """The facts ``--version`` and ``doctor`` report: package, store schema (built in and on disk), Python."""
+    from textbackd import config as cfgmod
+    from textbackd.store.db import SCHEMA_VERSION
+
+    path = cfgmod.resolve_path(config)
+    try:
+        store = cfgmod.load(path).store.path
+        where = f"from {path}"
+    except cfgmod.ConfigError:
+        store = cfgmod.StoreConfig().path
+        where = f"the default: {path} does not load"
+    return {
+        "textbackd": __version__,
+        "schema": str(SCHEMA_VERSION),
+        "store": f"{store} ({where})",
+        "store_file": store_file_schema(store),
+        "python": platform.python_version(),
+        "python_exe": sys.executable,
+    }
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        f = version_facts()
+        print(f"textbackd {f['textbackd']}\n"
+              f"store schema {f['schema']}; {f['store']}: {f['store_file']}\n"
+              f"Python {f['python']} ({f['python_exe']})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textbackd",
         description="Texts back the callers your PBX missed. Configuration: "
         "-c FILE, else $TEXTBACKD_CONFIG, else /etc/textbackd/textbackd.toml.",
     )
-    parser.add_argument("--version", action="version", version=f"textbackd {__version__}")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, the store schema it reads and writes, the store file's, and Python's")
     parser.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),

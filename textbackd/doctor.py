@@ -38,6 +38,7 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from textbackd import config as cfgmod
+from textbackd.cli import version_facts
 
 
 @dataclass
@@ -80,6 +81,8 @@ async def check_all(path: str, *, timeout: float = 5.0, emit: Callable[[Result],
     add(await _smtp(cfg, timeout))
     add(_store(cfg))
     add(_clock(cfg))
+    add(Result("version", True, "textbackd {textbackd}, store schema {schema} (the file: {store_file}), "
+               "Python {python}".format(**version_facts(path))))
     return results
 
 
