@@ -121,10 +121,11 @@ snapshot() {
     find /etc /opt /srv /usr/local /var/lib -xdev \
         \( -path /var/lib/apt -o -path /var/lib/dpkg -o -path /var/cache \) -prune -o -print | sort
 }
-leftovers() {   # paths new since the snapshot that no package owns
+leftovers() {   # paths new since the snapshot that no package owns, and paths gone since
     comm -13 "$here/before.txt" <(snapshot) | while read -r p; do
         dpkg -S "$p" >/dev/null 2>&1 || echo "$p"
     done
+    comm -23 "$here/before.txt" <(snapshot) | sed 's/^/gone: /'
 }
 
 step "apt-get update ($MODE mode)"
@@ -212,6 +213,8 @@ check "apt purge deletes /etc/textbackd with the secret" test ! -e /etc/textback
 check "apt purge drops the config's statoverride" sh -c '! dpkg-statoverride --list | grep -q textbackd'
 check "apt purge leaves no path named textbackd (the user textbackd stays, by design)" \
     is "$(comm -13 "$here/before.txt" <(snapshot) | grep textbackd)" ""
+check "apt purge takes away nothing that was there before (base-files' /opt stays)" \
+    is "$(comm -23 "$here/before.txt" <(snapshot))" ""
 stop_gateway; rm -f "$gwlog"
 
 ########################################################################################
