@@ -68,10 +68,17 @@ svc_start() {
     echo $! > "$here/daemon.pid"
     sleep 3; svc_active
 }
+kill_ours() {   # kill_ours PIDFILE WORD [SIGNAL]: only if that PID still runs a command naming WORD
+    local pid; pid=$(cat "$1" 2>/dev/null) || return 0
+    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"; then
+        kill "-${3:-TERM}" "$pid" 2>/dev/null
+        wait_for 30 sh -c "! kill -0 $pid"
+    fi
+    rm -f "$1"
+}
 svc_stop() {
     if [ "$MODE" = boot ]; then systemctl stop textbackd; return; fi
-    local pid; pid=$(cat "$here/daemon.pid" 2>/dev/null) || return 0
-    kill -TERM "$pid" 2>/dev/null; wait_for 30 sh -c "! kill -0 $pid"; rm -f "$here/daemon.pid"
+    kill_ours "$here/daemon.pid" textbackd
 }
 svc_active() {
     if [ "$MODE" = boot ]; then [ "$(systemctl show -p ActiveState --value textbackd)" = active ]; return; fi
@@ -109,7 +116,7 @@ start_gateway() {   # start_gateway DELAY [HOLD-TEXT]
     ./gateway.py 18080 "$1" "$gwlog" ${2:+"$2"} & echo $! > "$here/gateway.pid"
     wait_for 10 python3 -c 'import socket; socket.create_connection(("127.0.0.1", 18080), 1)'
 }
-stop_gateway() { kill "$(cat "$here/gateway.pid")" 2>/dev/null; rm -f "$here/gateway.pid"; }
+stop_gateway() { kill_ours "$here/gateway.pid" gateway.py; }
 amilog=$here/ami-logins.log
 start_pbx() {      # an idle Asterisk on 127.0.0.1:5038 that wants the package's generated secret
     ./fake_asterisk.py 5038 /etc/textbackd/pbx.secret "$amilog" & echo $! > "$here/pbx.pid"
