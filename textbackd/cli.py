@@ -15,7 +15,6 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from textbackd import __version__
 from textbackd.core.errors import TextbackError
 
 
@@ -32,13 +31,28 @@ def _command_modules() -> list:
     return mods
 
 
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from textbackd.doctor import version_facts
+
+        f = version_facts()
+        print(f"textbackd {f['textbackd']}\n"
+              f"store schema {f['schema']}; {f['store']}: {f['store_file']}\n"
+              f"Python {f['python']} ({f['python_exe']})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textbackd",
         description="Texts back the callers your PBX missed. Configuration: "
         "-c FILE, else $TEXTBACKD_CONFIG, else /etc/textbackd/textbackd.toml.",
     )
-    parser.add_argument("--version", action="version", version=f"textbackd {__version__}")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, the store schema it reads and writes, the store file's, and Python's")
     parser.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),

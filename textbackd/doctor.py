@@ -20,15 +20,40 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
 
+from textbackd import __version__
 from textbackd import config as cfgmod
 from textbackd.core.checks import Check as Result
 from textbackd.pbx import registry as pbx_kinds
 from textbackd.senders import registry as sender_kinds
+
+
+def version_facts(config: str | None = None) -> dict[str, str]:
+    """The facts ``--version`` and ``doctor`` report: package, store schema (built in and on disk), Python."""
+    from textbackd import config as cfgmod
+    from textbackd.store.db import SCHEMA_VERSION, file_schema
+
+    path = cfgmod.resolve_path(config)
+    try:
+        store = cfgmod.load(path).store.path
+        where = f"from {path}"
+    except cfgmod.ConfigError:
+        store = cfgmod.StoreConfig().path
+        where = f"the default: {path} does not load"
+    return {
+        "textbackd": __version__,
+        "schema": str(SCHEMA_VERSION),
+        "store": f"{store} ({where})",
+        "store_file": file_schema(store),
+        "python": platform.python_version(),
+        "python_exe": sys.executable,
+    }
 
 
 async def check_all(path: str, *, timeout: float = 5.0, emit: Callable[[Result], None] | None = None) -> list[Result]:
@@ -56,6 +81,8 @@ async def check_all(path: str, *, timeout: float = 5.0, emit: Callable[[Result],
     add(await _smtp(cfg, timeout))
     add(_store(cfg))
     add(_clock(cfg))
+    add(Result("version", True, "textbackd {textbackd}, store schema {schema} (the file: {store_file}), "
+               "Python {python}".format(**version_facts(path))))
     return results
 
 

@@ -21,6 +21,7 @@ comparisons; the CLI formats them.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -510,3 +511,28 @@ class Store:
             if p.exists():
                 total += p.stat().st_size
         return total
+
+
+def file_schema(path: str) -> str:
+    """What ``PRAGMA user_version`` the store file at ``path`` holds, said in words; never creates or changes a file.
+
+    With the daemon stopped the file is read as immutable (no ``-shm``/``-wal`` is made,
+    so root reading it leaves nothing the daemon's user cannot open); while the daemon
+    runs (its ``-wal`` and ``-shm`` exist) it is read through them, as the CLI does.
+    """
+    if not os.path.exists(path):
+        return "no store yet"
+    live = os.path.exists(path + "-wal") and os.path.exists(path + "-shm")
+    try:
+        db = sqlite3.connect(f"file:{path}?{'mode=ro' if live else 'immutable=1'}", uri=True)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        return f"cannot read it ({e})"
+    if version > SCHEMA_VERSION:
+        return f"schema {version}, written by a newer textbackd: this one refuses it (restore a backup, or upgrade)"
+    if version < SCHEMA_VERSION:
+        return f"schema {version}, migrated to {SCHEMA_VERSION} when the daemon starts"
+    return f"schema {version}"
