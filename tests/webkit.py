@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from datetime import datetime, timedelta, timezone
+
+from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from textbackd import config as config_mod
-from textbackd.core.model import Call, Direction, IncomingText, Outcome
+from textbackd.core.model import Call, Direction, IncomingText, MessageState, Outcome
 from textbackd.daemon.conversations import Conversations
 from textbackd.daemon.pipeline import Pipeline
 from textbackd.staff import accounts, actions
@@ -46,6 +50,12 @@ async def fill(store: Store, cfg, *, calls: int = 25) -> None:
         at = T0 + timedelta(minutes=i)
         pipe.handle_call(call(i, at), at.timestamp())
     pipe.handle_call(call(90, T0 + timedelta(minutes=2), Outcome.ANSWERED, caller="+12125550150"), T0.timestamp())
+    for m in store.messages(states=("scheduled",), limit=1000):  # the outbox's work, done: sent, some delivered
+        at = m.send_at + 2
+        store.transition(m.id, MessageState.SENDING, now=at)
+        store.transition(m.id, MessageState.SENT, now=at, sent_at=at, sender="modem1", refs=[str(m.id)], segments=1)
+        if m.id % 2:
+            store.transition(m.id, MessageState.DELIVERED, now=at + 3, delivered_at=at + 3)
     conv = Conversations(store, cfg, clock=lambda: (T0 + timedelta(hours=1)).timestamp())
     for i, (n, text) in enumerate([(101, "Yes please, tomorrow?"), (102, "Can you call me?"), (103, "STOP"),
                                    (104, "Thanks 😊")]):
@@ -58,6 +68,22 @@ async def fill(store: Store, cfg, *, calls: int = 25) -> None:
 def add_users(store: Store) -> None:
     for name, role in (("desk", "frontdesk"), ("owner", "owner"), ("admin", "admin")):
         accounts.add_user(store, name, role, PASSWORD, actor="cli:root", now=T0.timestamp())
+
+
+_TEMPLATE: dict[str, Path] = {}
+
+
+def store_with_users(path: Path) -> Store:
+    """A new store at ``path`` holding desk (frontdesk), owner and admin: hashed once per test run and
+    copied (an argon2id hash costs a few tenths of a second by design)."""
+    if "db" not in _TEMPLATE:
+        tmp = Path(tempfile.mkdtemp(prefix="textbackd-users-")) / "users.db"
+        s = Store(tmp)
+        add_users(s)
+        s.close()
+        _TEMPLATE["db"] = tmp
+    shutil.copyfile(_TEMPLATE["db"], path)
+    return Store(path)
 
 
 async def client_for(store: Store, cfg, clock=None, **kw) -> TestClient:

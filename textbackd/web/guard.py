@@ -91,7 +91,7 @@ class Ctx:
 
 
 CTX = web.AppKey("textbackd_ctx", Ctx)
-SESSION = "textbackd_session"
+SESSION = web.RequestKey("textbackd_session", WebSession)
 COOKIE = "tb_session"
 LOGIN_COOKIE = "tb_login"
 PUBLIC = ("/healthz", "/login")

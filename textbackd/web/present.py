@@ -92,6 +92,9 @@ class Present:
         hhmm = templates.format_time(local.time(), self.region)
         if local.date() == today:
             return hhmm
+        days = (local.date() - today).days
+        if days in (-1, 1):
+            return f"{'tomorrow' if days == 1 else 'yesterday'} {hhmm}"
         if local.year == today.year:
             return f"{local:%b} {local.day}, {hhmm}"
         return f"{local:%Y-%m-%d} {hhmm}"

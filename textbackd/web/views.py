@@ -95,7 +95,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         return forbidden(request, "The sign-in form is out of date or came from another site. Reload it and try again.")
     name = str(form.get("username", ""))
     try:
-        signed = accounts.login(c.store, c.web, name, str(form.get("password", "")),
+        signed = await accounts.login(c.store, c.web, name, str(form.get("password", "")),
                                 address=client_address(request), now=c.clock())
     except accounts.LoginRefused as e:
         return await login_page(request, error=str(e), status=e.status, name=name[:40])
