@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -35,7 +36,11 @@ from textbackd.store.db import Store
 MIN_PASSWORD = 10
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,39}")
 _hasher = PasswordHasher()
-_DUMMY = _hasher.hash("not a password anyone has: equal time for unknown names")
+# One password check at a time, in a thread of its own: each argon2id check takes 64 MiB and a few
+# tenths of a second by design, so twenty sign-ins at once neither block the event loop, nor take the
+# default executor's threads (the modem opens its port there), nor add 20 x 64 MiB to the daemon.
+_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="argon2")
+_DUMMY: list[str] = []  # a hash to check unknown names against (made once, in the pool)
 TOUCH_EVERY = 30.0  # seconds between last_seen writes for one session (each write is an fsync)
 
 
@@ -127,7 +132,11 @@ def _sid(cookie: str) -> str:
     return hashlib.sha256(cookie.encode()).hexdigest()
 
 
-def _verify(password_hash: str, password: str) -> bool:
+def _verify(password_hash: str | None, password: str) -> bool:
+    if password_hash is None:  # an unknown name costs what a known one does
+        if not _DUMMY:
+            _DUMMY.append(_hasher.hash("not a password anyone has: equal time for unknown names"))
+        password_hash = _DUMMY[0]
     try:
         return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -149,7 +158,8 @@ async def login(store: Store, cfg: WebConfig, name: str, password: str, *, addre
                          detail=f"too many failed sign-ins from {address}")
         raise LoginRefused("Too many failed sign-ins from this computer. Wait a few minutes and try again.", 429)
     u = users_q.get(store, name) if NAME_RE.fullmatch(name) else None
-    ok = await asyncio.to_thread(_verify, u.password_hash if u else _DUMMY, password) and u is not None
+    ok = await asyncio.get_running_loop().run_in_executor(_POOL, _verify, u.password_hash if u else None, password)
+    ok = ok and u is not None
     with store.tx():
         users_q.record_attempt(store, at=now, username=name, address=address, ok=ok)
         if u is not None and u.locked_until is not None and u.locked_until > now:

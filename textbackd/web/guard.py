@@ -84,6 +84,7 @@ class Ctx:
     tls: bool
     subapp_prefixes: tuple[str, ...] = ()
     started_at: float = field(default_factory=time.time)
+    cache: dict[Any, Any] = field(default_factory=dict)  # views' short-lived results (the figures of a period)
 
     @property
     def web(self) -> WebConfig:

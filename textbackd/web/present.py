@@ -111,7 +111,8 @@ class Present:
         return f"{shown} ({line.name})" if line is not None and line.name else shown
 
     def person(self, name: str) -> str:
-        return "" if not name or name.startswith("<") else name
+        """A caller-ID name when it is a person's (not WIRELESS CALLER, a city or a number), as the texts use it."""
+        return templates.person_name(name)
 
     @staticmethod
     def link(number: str) -> str:
@@ -196,7 +197,7 @@ class Present:
             way = "Call from" if c.direction == "inbound" else ("Call to" if c.direction == "outbound" else "Call")
             base.update(title=f"{way} {self.number(c.caller if c.direction == 'inbound' else c.did)}",
                         body=f"{self.happened(c)}, line {self.line(c.did if c.direction == 'inbound' else c.caller)}"
-                        + (f", rang {self.seconds(c.ring_seconds)}" if c.ring_seconds else ""), side="in")
+                        + (f", rang {self.seconds(c.ring_seconds)}" if c.ring_seconds >= 1 else ""), side="in")
         elif it.text is not None:
             m = it.text
             if m.state is MessageState.SKIPPED:

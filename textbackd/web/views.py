@@ -74,7 +74,11 @@ def _safe_next(nxt: str) -> str:
 
 async def login_page(request: web.Request, *, error: str = "", status: int = 200, name: str = "") -> web.Response:
     c = ctx_of(request)
-    token, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(16)
+    # one token per browser while its form is open: a second fetch (the favicon's redirect, another tab)
+    # must not make the first form's token stale
+    kept = request.cookies.get(LOGIN_COOKIE, "")
+    token = kept if re.fullmatch(r"[A-Za-z0-9_-]{32}", kept) else secrets.token_urlsafe(24)
+    nonce = secrets.token_urlsafe(16)
     resp = render(request, "login.html", status=status, error=error, login_token=token, name=name, nonce=nonce,
                   next=_safe_next(request.query.get("next", "/")))
     resp.headers["Content-Security-Policy"] = CSP.replace("style-src 'self'", f"style-src 'nonce-{nonce}'")
@@ -325,12 +329,29 @@ FIG_HEADERS = ("period", "missed calls", "texts sent", "reply rate", "recovery r
                "time to text p95", "opt-outs")
 
 
+FIGURES_TTL = 60.0  # seconds a computed period is shown before it is computed again
+
+
+def _report(c: Ctx, days: int, since: float, line: str | None) -> tuple[Any, float]:
+    """The figures of the period, computed at most once a minute per (period, line): ``compute`` reads every
+    missed call of the period, so a 30-day page on a busy store costs a few hundred ms the first time."""
+    key = (days, line, since)
+    hit = c.cache.get(key)
+    now = c.clock()
+    if hit is None or now - hit[1] > FIGURES_TTL:
+        hit = (figures_q.compute(c.store, c.config, since=since, until=now, line=line), now)
+        for k in [k for k, v in c.cache.items() if now - v[1] > FIGURES_TTL]:
+            del c.cache[k]
+        c.cache[key] = hit
+    return hit
+
+
 @needs(Role.OWNER)
 async def figures(request: web.Request) -> web.Response:
     c = ctx_of(request)
     since, until, days = _period(request)
     line = request.query.get("line") or None
-    rep = figures_q.compute(c.store, c.config, since=since, until=until, line=line)
+    rep, computed_at = _report(c, days, since, line)
     p = present(request)
     days_l = list(rep.by_day)
     return render(
@@ -347,6 +368,7 @@ async def figures(request: web.Request) -> web.Response:
                                  [("reply rate", [f.reply_rate for f in rep.by_day.values()], "s3"),
                                   ("recovery rate", [f.recovery_rate for f in rep.by_day.values()], "s4")]),
         csv_href="/figures.csv?" + urlencode({"days": days, **({"line": line} if line else {})}),
+        computed=p.time(computed_at),
     )
 
 
