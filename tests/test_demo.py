@@ -29,6 +29,7 @@ def test_demo_runs_the_busy_hour_and_texts_every_missed_caller(tmp_path):
     assert summary["duplicate"] == "2"
     assert summary["STOP confirmations sent"] == "1"
     assert "Apex Plumbing Brooklyn. We're closed right now" in out
+    assert re.search(r"front desk: http://127\.0\.0\.1:\d+/  sign in as demo / \S+", out)  # issue 12
     # --keep leaves a store the other commands can read
     calls = subprocess.run(
         [sys.executable, "-m", "textbackd", "calls", "--json", "-n", "100", "-c", str(tmp_path / "textbackd.toml")],

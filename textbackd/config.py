@@ -43,6 +43,7 @@ from textbackd.core.settings import (
     Section,
     SenderConfig,
     StoreConfig,
+    WebConfig,
     check_template,
     parse_duration,
     parse_hours,
@@ -257,6 +258,7 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         log_numbers=lg.str("log_numbers", "masked", choices=("masked", "full")),
     )
     lg.done()
+    web = _parse_web(root)
     root.done()
 
     return Config(
@@ -272,8 +274,48 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         email=email,
         logging=logging_cfg,
         source=file,
+        web=web,
     )
 
+
+
+def _parse_web(root: Section) -> WebConfig | None:
+    """``[web]`` (issue 12): absent means no web app; present, defaults to 127.0.0.1:8088."""
+    if not root.has("web"):
+        root.used.add("web")
+        return None
+    w = root.table("web")
+    d = WebConfig()
+    web = WebConfig(
+        listen=w.str("listen", d.listen),
+        tls_cert=w.str("tls_cert"),
+        tls_key=w.str("tls_key"),
+        allow_plain_http=w.bool("allow_plain_http", False),
+        session_idle_minutes=w.float("session_idle_minutes", d.session_idle_minutes, lo=1, hi=7 * 24 * 60),
+        session_max_hours=w.float("session_max_hours", d.session_max_hours, lo=0.1, hi=24 * 31),
+        lockout_failures=w.int("lockout_failures", d.lockout_failures, lo=2, hi=100),
+        lockout_minutes=w.float("lockout_minutes", d.lockout_minutes, lo=0.1, hi=7 * 24 * 60),
+        address_failures=w.int("address_failures", d.address_failures, lo=2, hi=10_000),
+        address_window_minutes=w.float("address_window_minutes", d.address_window_minutes, lo=0.1, hi=24 * 60),
+        page_size=w.int("page_size", d.page_size, lo=5, hi=500),
+    )
+    if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[\w.-]+):\d{1,5}", web.listen):
+        raise w.error("listen", f"{web.listen!r} is not host:port (e.g. 127.0.0.1:8088)")
+    if bool(web.tls_cert) != bool(web.tls_key):
+        raise w.error("tls_key" if web.tls_cert else "tls_cert", "give both tls_cert and tls_key, or neither")
+    for k in ("tls_cert", "tls_key"):
+        path = getattr(web, k)
+        if path and not Path(path).is_file():
+            raise w.error(k, f"{path}: no such file")
+    if not web.loopback and not web.tls and not web.allow_plain_http:
+        raise w.error(
+            "listen",
+            f"{web.listen!r} is reachable from other machines but has no TLS: patients' numbers and words would "
+            "cross the network in clear. Set tls_cert and tls_key, or put a TLS proxy in front and set "
+            "allow_plain_http = true",
+        )
+    w.done()
+    return web
 
 
 def load(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:

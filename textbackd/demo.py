@@ -64,6 +64,7 @@ def demo_config(workdir: Path, ami_port: int, modem_device: str, grace: float) -
                        "hours": {**{d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")},
                                  "holidays": [_today_in("America/New_York")]}}],
             "logging": {"level": "warning"},
+            "web": {"listen": "127.0.0.1:0"},  # the front desk on any free port (issue 12)
         },
         file="<demo>",
         env={},
@@ -111,7 +112,9 @@ def _outcome(call: Call) -> str:
     return s
 
 
-async def run_demo(*, speed: float = 20.0, grace: float = 3.0, out: TextIO = sys.stdout, keep: str | None = None) -> Tally:
+async def run_demo(*, speed: float = 20.0, grace: float = 3.0, out: TextIO = sys.stdout, keep: str | None = None,
+                   web: bool = False) -> Tally:
+    """``web``: keep the daemon and its front desk running after the hour, until Ctrl-C."""
     tally = Tally()
     with contextlib.ExitStack() as stack:
         workdir = Path(keep) if keep else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="textbackd-demo-")))
@@ -185,6 +188,7 @@ async def run_demo(*, speed: float = 20.0, grace: float = 3.0, out: TextIO = sys
         task = asyncio.create_task(daemon.run())
         try:
             await daemon.wait_ready()
+            _front_desk(daemon, out)
             await server.finished.wait()
             # let the last calls end, the grace pass, and the texts (and replies) go out
             deadline = time.monotonic() + 60
@@ -193,6 +197,11 @@ async def run_demo(*, speed: float = 20.0, grace: float = 3.0, out: TextIO = sys
                 if daemon.tracker.open_calls == 0 and daemon.store.outbox_depth() == 0 and not pending:
                     break
             await asyncio.sleep(0.5)
+            if web and daemon.web is not None:
+                print(f"\nThe busy hour is over. The front desk stays at {daemon.web.url} until you press Ctrl-C.",
+                      file=out, flush=True)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.Event().wait()
         finally:
             daemon.stop()
             with contextlib.suppress(Exception):
@@ -210,6 +219,20 @@ async def run_demo(*, speed: float = 20.0, grace: float = 3.0, out: TextIO = sys
                 final.close()
         _summary(tally, cfg, out, sim)
     return tally
+
+
+def _front_desk(daemon: Daemon, out: TextIO) -> None:
+    """A one-time admin login for this demo's front desk, printed with its URL."""
+    import secrets
+
+    from textbackd.staff import accounts
+
+    if daemon.web is None or daemon.store is None:
+        return
+    password = secrets.token_urlsafe(12)
+    accounts.add_user(daemon.store, "demo", "admin", password, actor="demo", now=time.time())
+    print(f"front desk: {daemon.web.url}  sign in as demo / {password} (this login lives only as long as the demo)\n",
+          file=out, flush=True)
 
 
 async def _deliver(sim: ModemSimulator, ref: int) -> None:

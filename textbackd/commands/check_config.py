@@ -58,6 +58,7 @@ def describe(cfg: cfgmod.Config) -> list[str]:
     )
     out.append(f"  texted outcomes: {', '.join(pol.outcomes)}")
     out.append(f"http listener: {cfg.http.listen}, secret {_secret(cfg.http.secret)}")
+    out.append(_web(cfg))
     if cfg.email.enabled:
         e = cfg.email
         out.append(f"email: {e.host}:{e.port} → {', '.join(e.to)} ({e.notify}), password {_secret(e.password)}")
@@ -65,6 +66,19 @@ def describe(cfg: cfgmod.Config) -> list[str]:
         out.append("email: off")
     out.extend(_templates(cfg))
     return out
+
+
+def _web(cfg: cfgmod.Config) -> str:
+    """The front desk (issue 12): where, how it is protected."""
+    w = cfg.web
+    if w is None:
+        return "web front desk: off (add a [web] section to serve it)"
+    how = ("TLS " + w.tls_cert) if w.tls else ("plain HTTP on loopback" if w.loopback else
+                                               "plain HTTP, allow_plain_http = true (put a TLS proxy in front)")
+    return (f"web front desk: {'https' if w.tls else 'http'}://{w.listen}/ ({how}); sessions end after "
+            f"{w.session_idle_minutes:g} min idle or {w.session_max_hours:g} h; an account locks for "
+            f"{w.lockout_minutes:g} min after {w.lockout_failures} wrong passwords; one address may fail "
+            f"{w.address_failures} times in {w.address_window_minutes:g} min; users: textbackd user list")
 
 
 def _templates(cfg: cfgmod.Config) -> list[str]:

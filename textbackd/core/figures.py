@@ -65,6 +65,14 @@ class Figures:
         return statistics.median(self.to_text) if self.to_text else None
 
     @property
+    def p95_to_text(self) -> float | None:
+        """The 95th percentile of the time to text (nearest rank; issue 12's figures page)."""
+        if not self.to_text:
+            return None
+        xs = sorted(self.to_text)
+        return xs[max(0, -(-95 * len(xs) // 100) - 1)]
+
+    @property
     def median_staff_response(self) -> float | None:
         return statistics.median(self.staff_response) if self.staff_response else None
 
@@ -98,6 +106,7 @@ class Report:
     total: Figures
     by_day: dict[str, Figures]
     by_line: dict[str, Figures]
+    by_week: dict[str, Figures] = field(default_factory=dict)  # ISO weeks "2026-W48", business time zone
 
     def to_json(self) -> dict[str, Any]:
         def iso(ts: float) -> str:

@@ -324,6 +324,10 @@ class ConversationState:
     claimed_at: float | None = None
     handled_by: str | None = None
     handled_at: float | None = None
+    # kept by the store's triggers (issue 12): replies since the office last answered or marked it handled
+    unread: int = 0
+    waiting_since: float | None = None  # the first of those replies (None: nothing waits for a person)
+    last_in_at: float | None = None  # the customer's latest reply (STOP excepted)
 
 
 # --------------------------------------------------------------------------------------
@@ -388,6 +392,118 @@ class Facts:
     last_call_from_at: datetime | None = None  # the number called in again (answered or not)
     last_office_contact_at: datetime | None = None  # the office called it and it answered
     last_staff_text_at: datetime | None = None  # staff texted it (reply command or mail)
+
+
+# --------------------------------------------------------------------------------------
+# the front desk (issue 12): accounts, sessions and what its pages show (read by store/pages.py)
+
+
+class Role(enum.StrEnum):
+    """What a front-desk account may see: each role has the pages of the one before it."""
+
+    FRONTDESK = "frontdesk"  # inbox, conversations, missed calls
+    OWNER = "owner"  # + figures
+    ADMIN = "admin"  # + status and users
+
+    @property
+    def rank(self) -> int:
+        return (Role.FRONTDESK, Role.OWNER, Role.ADMIN).index(self)
+
+    def may(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A front-desk account (``users`` row). The password hash never leaves the store but to be verified."""
+
+    id: int
+    name: str
+    role: Role
+    disabled: bool
+    created_at: float
+    changed_at: float
+    failed_count: int = 0
+    locked_until: float | None = None
+    last_login_at: float | None = None
+    password_hash: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSession:
+    """A signed-in browser (``web_sessions`` row); ``id`` is the SHA-256 of the cookie, never the cookie."""
+
+    id: str
+    user: User
+    csrf: str
+    created_at: float
+    last_seen: float
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallFilter:
+    """What the Missed calls page asks for. ``number`` is E.164 (exact) or a run of digits (contained)."""
+
+    line: str | None = None
+    since: float | None = None
+    until: float | None = None
+    attention: str | None = None  # "needs" | "handled" | None
+    number: str | None = None
+    all_calls: bool = False  # every call, answered and office calls included
+
+
+@dataclass(frozen=True, slots=True)
+class CallListRow:
+    """One row of the Missed calls page: the call, its decision and what followed."""
+
+    call: CallRecord
+    textback: MessageRow | None  # the text-back, or the skip with its reason (None: not decided)
+    replied_at: float | None  # the caller texted back after the call (STOP excepted)
+    called_back_at: float | None  # the office called the number and it answered
+    answered_again_at: float | None  # the caller called again and a person answered
+    handled: bool  # the conversation was marked handled after this call
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """A conversation waiting for a person: its unread replies and who has it."""
+
+    number: str
+    caller_name: str
+    unread: int
+    waiting_since: float
+    last_in_at: float | None
+    last_text: str
+    claimed_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadItem:
+    """One entry of a conversation, in time order: ``kind`` is call | text | reply | action."""
+
+    at: float
+    kind: str
+    call: CallRecord | None = None
+    text: MessageRow | None = None
+    reply: IncomingRecord | None = None
+    action: AuditRow | None = None
+    sent_by: str | None = None  # a staff text: who queued it (from the audit trail)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFacts:
+    """What the Status page says about the store's queues and the file itself."""
+
+    outbox_depth: int
+    oldest_due_at: float | None
+    emails_queued: int
+    oldest_email_at: float | None
+    emails_failed: int
+    size_bytes: int
+    schema_version: int
+    calls: int
+
 
 
 __all__ = [n for n in dir() if not n.startswith('_')] + ["iso", "utc_from_epoch"]

@@ -129,6 +129,15 @@ class SenderConfig:
         return ""
 
 
+def listen_host(listen: str) -> str:
+    """``"127.0.0.1"`` of ``"127.0.0.1:8025"``, ``"::1"`` of ``"[::1]:8025"``."""
+    return listen.rsplit(":", 1)[0].strip("[]")
+
+
+def listen_port(listen: str) -> int:
+    return int(listen.rsplit(":", 1)[1])
+
+
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: str = "127.0.0.1:8025"
@@ -138,11 +147,11 @@ class HttpConfig:
 
     @property
     def host(self) -> str:
-        return self.listen.rsplit(":", 1)[0].strip("[]")
+        return listen_host(self.listen)
 
     @property
     def port(self) -> int:
-        return int(self.listen.rsplit(":", 1)[1])
+        return listen_port(self.listen)
 
     @property
     def base_url(self) -> str:
@@ -242,6 +251,56 @@ class LoggingConfig:
     log_numbers: str = "masked"  # "masked" | "full"
 
 
+# -- [web]: the front desk in a browser (issue 12) --------------------------------------
+
+WEB_ROLES = ("frontdesk", "owner", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """``[web]``: present means the daemon serves the front desk at ``listen``."""
+
+    listen: str = "127.0.0.1:8088"
+    tls_cert: str = ""  # PEM certificate chain; with tls_key the app serves HTTPS itself
+    tls_key: str = ""
+    allow_plain_http: bool = False  # a non-loopback listen without TLS (behind a TLS proxy), on purpose
+    session_idle_minutes: float = 60.0  # a session unused this long is over
+    session_max_hours: float = 12.0  # and none lasts longer than this, used or not
+    lockout_failures: int = 6  # this many wrong passwords in a row lock the account...
+    lockout_minutes: float = 15.0  # ...for this long
+    address_failures: int = 20  # wrong passwords from one address within the window: refused (429)
+    address_window_minutes: float = 15.0
+    page_size: int = 50
+
+    @property
+    def host(self) -> str:
+        return listen_host(self.listen)
+
+    @property
+    def port(self) -> int:
+        return listen_port(self.listen)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     pbx: PbxConfig
@@ -256,6 +315,7 @@ class Config:
     email: EmailConfig = field(default_factory=EmailConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: str = "<memory>"
+    web: WebConfig | None = None  # issue 12: None = no [web] section, no web app
 
     def sender(self, name: str) -> SenderConfig:
         for s in self.senders:

@@ -80,6 +80,11 @@ class Daemon:
         self.followups: Followups | None = None  # follow-up texts (issue 8)
         self.notifier: Notifier | None = None  # staff e-mail (issue 8)
         self.mail_in: Any = None  # staff answers by e-mail (issue 8)
+        self.web: Any = None  # the front desk (issue 12): a web.WebServer when [web] is set
+        self.hub: Any = None  # its live updates (web.Hub)
+        self.subapps: dict[str, Any] = {}  # extra aiohttp apps the web server mounts (the API, issue 14)
+        self.pbx_up_since: float | None = None
+        self._reconnects_seen: list[float] = []
         self.events = 0
         self._tracker_dirty = False
         self.calls = 0
@@ -139,6 +144,7 @@ class Daemon:
         self.client = make_client(cfg, self._on_event, self.clock)
         await self._start_listener()
         await self._start_mail_in()
+        await self._start_web()
         loop = asyncio.get_running_loop()
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -167,6 +173,7 @@ class Daemon:
         except* _Stopped:
             pass
         finally:
+            await self._stop_web()
             if self.mail_in is not None:
                 with contextlib.suppress(Exception):
                     await self.mail_in.stop()
@@ -252,6 +259,7 @@ class Daemon:
             )
             self.outbox.wake()
             self._aftercare_call(call, out)
+            self._publish("call", call.caller)
         if self.on_call is not None:
             r = self.on_call(call, out)
             if asyncio.iscoroutine(r):
@@ -269,6 +277,7 @@ class Daemon:
                     self.notifier.on_unknown([self.store.message(m.id)] if self.store else [m])
             except Exception:
                 log.exception("followups_failed", message=m.id)
+        self._publish("text", m.to_number)
         if self.on_text is not None:
             r = self.on_text(m, state, detail)
             if asyncio.iscoroutine(r):
@@ -301,6 +310,7 @@ class Daemon:
         while True:
             await asyncio.sleep(every)
             self._checkpoint()
+            self._watch_link()
 
     async def _housekeeping(self) -> None:
         wd = systemd.watchdog_interval()
@@ -463,7 +473,7 @@ class Daemon:
             self.metrics.reloads.labels("refused").inc()
             systemd.notify(f"READY=1\nSTATUS=reload refused; {self.status_line()}")
             return
-        restart = [k for k in ("pbx", "store", "senders", "http", "email", "logging")
+        restart = [k for k in ("pbx", "store", "senders", "http", "email", "logging", "web")
                    if getattr(new, k) != getattr(old, k)]
         if restart:
             log.warning("reload_needs_restart", sections=restart, effect="these sections keep their running values")
@@ -499,6 +509,7 @@ class Daemon:
 
     async def _on_reply(self, text: Any, kw: str, call_id: str | None) -> None:
         """Conversations' hook: a text came in. Stop the follow-ups, forward it to staff."""
+        self._publish("reply", text.from_number)
         try:
             if self.followups is not None:
                 self.followups.on_reply(text.from_number, kw)
@@ -529,6 +540,83 @@ class Daemon:
         except Exception as e:  # a port in use must not stop texting
             log.error("mail_in_start_failed", error=str(e))
             self.mail_in = None
+
+    # -- the front desk (issue 12) ----------------------------------------------------
+
+    async def _start_web(self) -> None:
+        """Serve the front desk when ``[web]`` is set; a port in use is logged and texting goes on."""
+        if self.config.web is None:
+            return
+        from textbackd.web import Hub, WebServer, make_app
+
+        assert self.store is not None
+        self.hub = Hub()
+        app = make_app(self.store, self.config, host=_WebFacts(self), hub=self.hub, clock=self.clock,
+                       subapps=self.subapps)
+        server = WebServer(app, self.config)
+        try:
+            await server.start()
+        except ConfigError as e:
+            log.error("web_start_failed", error=str(e), effect="no front desk; texting goes on")
+            self.hub = None
+            return
+        self.web = server
+
+    async def _stop_web(self) -> None:
+        if self.hub is not None:
+            self.hub.close()
+        if self.web is not None:
+            with contextlib.suppress(Exception):
+                await self.web.stop()
+
+    def _publish(self, kind: str, number: str) -> None:
+        if self.hub is not None:
+            self.hub.publish(kind, number)
+
+    def _watch_link(self) -> None:
+        """When the PBX link came up, and each reconnect (the Status page's "up since", "reconnects today")."""
+        now = self.clock()
+        if self.pbx_connected and self.pbx_up_since is None:
+            self.pbx_up_since = now
+        elif not self.pbx_connected:
+            self.pbx_up_since = None
+        while len(self._reconnects_seen) < self.pbx_reconnects:
+            self._reconnects_seen.append(now)
+        del self._reconnects_seen[:-1000]
+
+
+class _WebFacts:
+    """What the front desk may know of the daemon (``web.Host``)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    def health(self) -> dict[str, Any]:
+        return health(self.d, self.d.clock())
+
+    def pbx_facts(self) -> dict[str, Any]:
+        from datetime import datetime
+
+        d, cfg = self.d, self.d.config
+        tz = cfg.business.tz
+        today = datetime.fromtimestamp(d.clock(), tz).date()
+        return {"kind": cfg.pbx.kind, "address": f"{cfg.pbx.host}:{cfg.pbx.port}", "connected": d.pbx_connected,
+                "up_since": d.pbx_up_since, "last_event_at": d.last_event_at,
+                "reconnects_today": sum(1 for t in d._reconnects_seen if datetime.fromtimestamp(t, tz).date() == today)}
+
+    def sender_facts(self) -> list[dict[str, Any]]:
+        out = []
+        for s in self.d.senders:
+            try:
+                st, ok = s.status(), bool(s.healthy())
+            except Exception:  # noqa: BLE001 - a broken sender is an unhealthy one with no facts
+                st, ok = {}, False
+            out.append({"name": s.name, "kind": s.kind, "healthy": ok, "status": st})
+        return out
+
+    def wake_outbox(self) -> None:
+        if self.d.outbox is not None:
+            self.d.outbox.wake()
 
 
 class _Stopped(Exception):

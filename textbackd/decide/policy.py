@@ -409,3 +409,8 @@ def recheck(pending: Pending, history: History, config: Config, now: datetime) -
     if now - aware(pending.send_at) > timedelta(minutes=config.policy.max_age_minutes):
         return "too_old"
     return None
+
+
+def quiet_release(ts: datetime, config: Config) -> datetime | None:
+    """When the quiet hours holding ``ts`` end, or None when ``ts`` is not in them (a staff text asks this)."""
+    return _quiet_release(ts, config)

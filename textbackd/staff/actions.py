@@ -20,7 +20,8 @@ from textbackd.core.errors import TextbackError
 from textbackd.core.model import AuditAction, ConversationState, MessageState, TextKind
 from textbackd.core.numbers import mask
 from textbackd.core.settings import Config
-from textbackd.decide import templates
+from textbackd.core.timeutil import to_dt
+from textbackd.decide import policy, templates
 from textbackd.store import audit
 from textbackd.store import conversations as conv_q
 from textbackd.store.db import Store
@@ -31,12 +32,13 @@ STAFF_TEXT_MAX_SEGMENTS = 4
 
 
 def send_text(store: Store, config: Config, number: str, text: str, *, now: float, source: str,
-              actor: str = "") -> int:
+              actor: str = "", hold_until: float | None = None) -> int:
     """Put a staff-written text for ``number`` in the outbox; its row id.
 
     Raises ``TextbackError`` (a clear one-line reason) for an empty or too long
     text, a number that cannot get texts, or a number that opted out. The first
     staff member who sends in an unclaimed conversation also claims it.
+    ``hold_until`` keeps it in the outbox until then (quiet hours: ``quiet_hours_end``).
     """
     actor = actor or source
     body = " ".join(text.split())
@@ -57,17 +59,19 @@ def send_text(store: Store, config: Config, number: str, text: str, *, now: floa
     call_id = call.id if call else None
     seq = conv_q.next_staff_seq(store, call_id) if call_id is not None else 0
     line_did, sender = conv_q.last_route(store, to) or ("", "")
+    send_at = max(now, hold_until) if hold_until is not None else now
     with store.tx():
         mid = store.add_message(
-            to=to, kind=TextKind.STAFF, state=MessageState.SCHEDULED, now=now, send_at=now, call_id=call_id,
+            to=to, kind=TextKind.STAFF, state=MessageState.SCHEDULED, now=now, send_at=send_at, call_id=call_id,
             text=body, template=source, line_did=line_did or (call.did if call else ""),
             sender_pref=sender, segments=info.segments, encoding=info.encoding,
-            expires_at=now + 6 * 3600, seq=seq,
+            expires_at=send_at + 6 * 3600, seq=seq,
         )
         if mid is None:  # only a race on seq can do this
             raise TextbackError("could not queue the text (another staff text was queued at the same moment); try again")
+        held = f", held for quiet hours until {_local(config, send_at)}" if send_at > now else ""
         audit.record(store, at=now, actor=actor, action=AuditAction.TEXT_SENT, number=to, message_id=mid,
-                     detail=f"{info.segments} part(s), {info.encoding}")
+                     detail=f"{info.segments} part(s), {info.encoding}{held}")
         if conv_q.state(store, to).claimed_by is None:
             conv_q.set_claim(store, to, actor, now)
     log.info("staff_text_queued", message=mid, to=mask(to, config.logging.log_numbers), source=source)
@@ -133,6 +137,28 @@ def unblock(store: Store, config: Config, number: str, *, actor: str, now: float
     with store.tx():
         store.set_opt_out(to, False, now=now, source=f"staff:{actor}")
         audit.record(store, at=now, actor=actor, action=AuditAction.UNBLOCK, number=to)
+
+
+# -- the front desk (issue 12) ------------------------------------------------------------
+
+
+def quiet_hours_end(config: Config, now: float) -> float | None:
+    """When the quiet hours holding ``now`` end, if a staff text now would land in them and the policy
+    holds night-time texts (``quiet_hours = "defer"``); None when a text may go at once. The front desk
+    asks the person which they want: hold it until then, or send it now."""
+    if config.policy.quiet_hours != "defer":
+        return None
+    release = policy.quiet_release(to_dt(now), config)
+    return release.timestamp() if release is not None else None
+
+
+def _local(config: Config, ts: float) -> str:
+    return templates.format_time(to_dt(ts).astimezone(config.business.tz).time(), config.business.default_region)
+
+
+def record_export(store: Store, *, actor: str, what: str, now: float) -> None:
+    """A download of figures or data (a CSV of the owner's figures...), in the audit trail."""
+    audit.record(store, at=now, actor=actor, action=AuditAction.EXPORT, detail=what[:200])
 
 
 queue_staff_text = send_text

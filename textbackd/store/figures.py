@@ -100,11 +100,14 @@ def compute(store: Store, config: Config, *, since: float, until: float, line: s
     total = Figures()
     by_day: dict[str, Figures] = defaultdict(Figures)
     by_line: dict[str, Figures] = defaultdict(Figures)
+    by_week: dict[str, Figures] = defaultdict(Figures)
     opted: dict[int, set[str]] = defaultdict(set)  # id(Figures) → numbers counted
     for c in calls:
         number, ended = c["caller"], c["ended"]
-        day = datetime.fromtimestamp(ended, tz=tz).date().isoformat()
-        groups = (total, by_day[day], by_line[c["did"]])
+        local = datetime.fromtimestamp(ended, tz=tz).date()
+        day = local.isoformat()
+        week = "{}-W{:02d}".format(*local.isocalendar()[:2])
+        groups = (total, by_day[day], by_line[c["did"]], by_week[week])
         textback = next((m for m in msgs[c["id"]] if m["kind"] == TextKind.TEXTBACK), None)
         texted = textback is not None and textback["state"] in SENT
         first_reply = next((r[1] for r in replies[number] if r[1] > ended), None)
@@ -139,7 +142,8 @@ def compute(store: Store, config: Config, *, since: float, until: float, line: s
                 g.opt_outs += 1
             g.followups += sum(1 for m in msgs[c["id"]] if m["kind"] == TextKind.FOLLOWUP and m["state"] in SENT)
             g.staff_texts += sum(1 for m in msgs[c["id"]] if m["kind"] == TextKind.STAFF and m["state"] in SENT)
-    return Report(since, until, line, total, dict(sorted(by_day.items())), dict(sorted(by_line.items())))
+    return Report(since, until, line, total, dict(sorted(by_day.items())), dict(sorted(by_line.items())),
+                  dict(sorted(by_week.items())))
 
 
 __all__ = ["Figures", "Report", "compute", "render", "rows", "duration", "HEADERS"]

@@ -55,8 +55,10 @@ def purge(store: Store, cutoff: float, *, now: float | None = None) -> dict[str,
         ).rowcount
         counts["audit"] = db.execute("DELETE FROM audit WHERE at < ?", (cutoff,)).rowcount
         counts["conversations"] = db.execute(
-            "DELETE FROM conversations WHERE MAX(COALESCE(claimed_at, 0), COALESCE(handled_at, 0)) < ?", (cutoff,)
+            "DELETE FROM conversations WHERE MAX(COALESCE(claimed_at, 0), COALESCE(handled_at, 0), "
+            "COALESCE(last_in_at, 0)) < ?", (cutoff,)
         ).rowcount
+        counts["login_attempts"] = db.execute("DELETE FROM login_attempts WHERE at < ?", (cutoff,)).rowcount
     return counts
 
 

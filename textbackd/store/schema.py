@@ -167,6 +167,82 @@ MIGRATIONS: tuple[str, ...] = (
         handled_at REAL
     );
     """,
+    # 4 → 5 (issue 12, the front desk): accounts, sessions and login attempts; indexes so each page is a
+    # range read with 100,000 calls; and what the Inbox needs per conversation (unread replies, waiting
+    # since), kept by triggers in the same transaction as the reply, the staff text or the handled mark,
+    # whichever program writes it (daemon, `textbackd reply`, mail, web, API). A trigger's inner
+    # statements end on the line of its END: the migration splitter cuts at a line ending in ";".
+    """
+    CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        role          TEXT NOT NULL,            -- core.model.Role
+        password_hash TEXT NOT NULL,            -- argon2id
+        disabled      INTEGER NOT NULL DEFAULT 0,
+        created_at    REAL NOT NULL,
+        changed_at    REAL NOT NULL,
+        failed_count  INTEGER NOT NULL DEFAULT 0,  -- wrong passwords in a row
+        locked_until  REAL,
+        last_login_at REAL
+    );
+    CREATE TABLE web_sessions (
+        id         TEXT PRIMARY KEY,            -- SHA-256 of the cookie value (a stolen file holds no cookie)
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf       TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen  REAL NOT NULL,
+        address    TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX web_sessions_user ON web_sessions(user_id);
+    CREATE TABLE login_attempts (
+        id       INTEGER PRIMARY KEY,
+        at       REAL NOT NULL,
+        username TEXT NOT NULL,
+        address  TEXT NOT NULL,
+        ok       INTEGER NOT NULL
+    );
+    CREATE INDEX login_attempts_address ON login_attempts(address, at);
+    CREATE INDEX login_attempts_user ON login_attempts(username, at);
+
+    CREATE INDEX calls_missed_ended ON calls(missed, ended, id);
+    CREATE INDEX calls_did_missed_ended ON calls(did, missed, ended, id);
+    CREATE INDEX messages_staff_to ON messages(to_number, created) WHERE kind = 'staff';
+
+    ALTER TABLE conversations ADD COLUMN unread INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE conversations ADD COLUMN waiting_since REAL;
+    ALTER TABLE conversations ADD COLUMN last_in_at REAL;
+    CREATE INDEX conversations_waiting ON conversations(claimed_by IS NOT NULL, waiting_since, number)
+        WHERE waiting_since IS NOT NULL;
+
+    CREATE TRIGGER conversations_reply AFTER INSERT ON incoming WHEN NEW.keyword <> 'stop'
+    BEGIN
+        INSERT INTO conversations (number, unread, waiting_since, last_in_at)
+        VALUES (NEW.from_number, 1, NEW.received_at, NEW.received_at)
+        ON CONFLICT(number) DO UPDATE SET unread = unread + 1,
+            waiting_since = COALESCE(waiting_since, excluded.waiting_since),
+            last_in_at = MAX(COALESCE(last_in_at, 0), excluded.last_in_at); END;
+    CREATE TRIGGER conversations_answered AFTER INSERT ON messages WHEN NEW.kind = 'staff'
+    BEGIN
+        UPDATE conversations SET unread = 0, waiting_since = NULL WHERE number = NEW.to_number; END;
+    CREATE TRIGGER conversations_handled AFTER UPDATE OF handled_at ON conversations
+        WHEN NEW.handled_at IS NOT NULL AND NEW.waiting_since IS NOT NULL
+    BEGIN
+        UPDATE conversations SET unread = 0, waiting_since = NULL WHERE number = NEW.number; END;
+
+    INSERT INTO conversations (number) SELECT DISTINCT from_number FROM incoming WHERE keyword <> 'stop'
+        ON CONFLICT(number) DO NOTHING;
+    UPDATE conversations SET
+        last_in_at = (SELECT MAX(received_at) FROM incoming WHERE from_number = number AND keyword <> 'stop'),
+        unread = (SELECT COUNT(*) FROM incoming i WHERE i.from_number = number AND i.keyword <> 'stop'
+                  AND i.received_at > COALESCE(handled_at, 0)
+                  AND i.received_at > COALESCE((SELECT MAX(created) FROM messages m
+                                                WHERE m.to_number = number AND m.kind = 'staff'), 0));
+    UPDATE conversations SET waiting_since = (SELECT MIN(received_at) FROM incoming i WHERE i.from_number = number
+        AND i.keyword <> 'stop' AND i.received_at > COALESCE(handled_at, 0)
+        AND i.received_at > COALESCE((SELECT MAX(created) FROM messages m WHERE m.to_number = number
+                                      AND m.kind = 'staff'), 0))
+        WHERE unread > 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
