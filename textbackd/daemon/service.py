@@ -93,6 +93,9 @@ class Daemon:
         self.unwritten: list[Call] = []  # finished calls the store refused (disk full/read-only), retried
         self.exit_code = 0
         self.last_retention_at = 0.0
+        self.webhooks: list[Any] = []  # issue 14: (Endpoint, Worker) per [[webhooks]] endpoint
+        self.contacts: Any = None  # issue 14: the ContactBook the pipeline looks callers up in
+        self.api: Any = None  # issue 14: the JSON API's state (store, config, wake_outbox)
         self._tasks: dict[str, asyncio.Task] = {}
         self._retrying: asyncio.Task | None = None
         self._stop = asyncio.Event()
@@ -135,6 +138,7 @@ class Daemon:
                 await s.start(self.conversations)
             except Exception as e:  # a missing modem must not stop the daemon: texts wait in the outbox
                 log.error("sender_start_failed", sender=s.name, error=str(e))
+        self._setup_webhooks()
         self._restore_tracker()
         self.client = make_client(cfg, self._on_event, self.clock)
         await self._start_listener()
@@ -155,6 +159,8 @@ class Daemon:
                 tg.create_task(self.notifier.run(), name="notify")
                 tg.create_task(self._announce_ready(), name="ready")
                 tg.create_task(self._checkpoint_loop(), name="checkpoint")
+                for endpoint, worker in self.webhooks:
+                    tg.create_task(worker.run(), name=f"webhook:{endpoint.name}")
                 await self._stop.wait()
                 systemd.notify("STOPPING=1")
                 log.info("textbackd_stopping")
@@ -173,6 +179,10 @@ class Daemon:
             if self.listener is not None:
                 with contextlib.suppress(Exception):
                     await self.listener.stop()
+            for endpoint, worker in self.webhooks:
+                worker.stop()
+                with contextlib.suppress(Exception):
+                    await endpoint.close()
             for s in self.senders:
                 with contextlib.suppress(Exception):
                     await s.close()
@@ -252,12 +262,14 @@ class Daemon:
             )
             self.outbox.wake()
             self._aftercare_call(call, out)
+            self.wake_webhooks()
         if self.on_call is not None:
             r = self.on_call(call, out)
             if asyncio.iscoroutine(r):
                 await r
 
     async def _text_changed(self, m: MessageRow, state: MessageState, detail: str) -> None:
+        self.wake_webhooks()
         sender = detail if state == MessageState.SENT else (m.sender or "")
         self.metrics.texts.labels(str(state), sender).inc()
         if state == MessageState.SENT:
@@ -499,6 +511,7 @@ class Daemon:
 
     async def _on_reply(self, text: Any, kw: str, call_id: str | None) -> None:
         """Conversations' hook: a text came in. Stop the follow-ups, forward it to staff."""
+        self.wake_webhooks()
         try:
             if self.followups is not None:
                 self.followups.on_reply(text.from_number, kw)
@@ -529,6 +542,46 @@ class Daemon:
         except Exception as e:  # a port in use must not stop texting
             log.error("mail_in_start_failed", error=str(e))
             self.mail_in = None
+
+
+    # -- webhooks out (issue 14) ---------------------------------------------------------
+
+    def _setup_webhooks(self) -> None:
+        """One endpoint queue and one worker per ``[[webhooks]]``; the store learns which endpoint wants what."""
+        from textbackd.daemon.metrics import WebhookGauges
+        from textbackd.daemon.worker import Worker
+        from textbackd.store import webhooks as wh_q
+        from textbackd.webhooks.delivery import Endpoint
+
+        assert self.store is not None
+        gone = wh_q.sync_endpoints(self.store, [(w.name, w.events) for w in self.config.webhooks])
+        for name, pending in gone.items():
+            log.warning("webhook_endpoint_removed", endpoint=name, pending=pending,
+                        effect="no new events; what waits is kept in case it comes back")
+        for wc in self.config.webhooks:
+            ep = Endpoint(self.store, wc, clock=self.clock, on_result=self._webhook_result,
+                          on_disabled=self._webhook_disabled)
+            self.webhooks.append((ep, Worker(f"webhook_{wc.name}", ep.process, next_due=ep.next_due,
+                                             clock=self.clock, poll=1.0)))
+        if self.config.webhooks:
+            self.metrics.registry.register(WebhookGauges(self))
+
+    def wake_webhooks(self) -> None:
+        for _, worker in self.webhooks:
+            worker.wake()
+
+    def _webhook_result(self, endpoint: str, result: str) -> None:
+        self.metrics.webhook_attempts.labels(endpoint, result).inc()
+
+    def _webhook_disabled(self, endpoint: str, reason: str) -> None:
+        """410 Gone: the admin hears of it by staff mail too (the log already has it)."""
+        if self.notifier is not None:
+            self.notifier.queue(
+                "webhook_disabled", f"Webhook {endpoint} disabled: the receiver answered 410 Gone",
+                f"textbackd stopped sending events to the webhook endpoint {endpoint!r}:\n\n    {reason}\n\n"
+                "Events that were waiting for it will not be sent, and new events are not queued for it.\n"
+                f"When the receiver is back, turn it on again with:\n\n    textbackd webhooks enable {endpoint}\n",
+            )
 
 
 class _Stopped(Exception):
