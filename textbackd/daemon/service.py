@@ -223,6 +223,7 @@ class Daemon:
         listener = Listener(self.config, self.conversations, self.senders)
         listener.add_get("/healthz", self._healthz)
         listener.add_get("/metrics", self._metrics_page)
+        self._mount_api(listener)
         try:
             await listener.start()
         except ConfigError as e:
@@ -475,14 +476,14 @@ class Daemon:
             self.metrics.reloads.labels("refused").inc()
             systemd.notify(f"READY=1\nSTATUS=reload refused; {self.status_line()}")
             return
-        restart = [k for k in ("pbx", "store", "senders", "http", "email", "logging")
+        restart = [k for k in ("pbx", "store", "senders", "http", "email", "logging", "webhooks")
                    if getattr(new, k) != getattr(old, k)]
         if restart:
             log.warning("reload_needs_restart", sections=restart, effect="these sections keep their running values")
         merged = replace(old, policy=new.policy, messages=new.messages, lines=new.lines,
                          business=new.business, followups=new.followups)
         self.config = merged
-        for part in (self.pipeline, self.conversations, self.followups, self.notifier, self.listener):
+        for part in (self.pipeline, self.conversations, self.followups, self.notifier, self.listener, self.api):
             if part is not None and hasattr(part, "config"):
                 part.config = merged
         if self.outbox is not None:
@@ -582,6 +583,18 @@ class Daemon:
                 "Events that were waiting for it will not be sent, and new events are not queued for it.\n"
                 f"When the receiver is back, turn it on again with:\n\n    textbackd webhooks enable {endpoint}\n",
             )
+
+
+    # -- the JSON API (issue 14) ----------------------------------------------------------
+
+    def _mount_api(self, listener: Any) -> None:
+        """``/api/v1`` on the HTTP listener (the front desk mounts the same factory when ``[web]`` is on)."""
+        from textbackd.api.app import PREFIX, STATE, make_app
+
+        assert self.store is not None and self.outbox is not None
+        app = make_app(self.store, self.config, self.outbox.wake, clock=self.clock)
+        self.api = app[STATE]
+        listener.add_subapp(PREFIX, app)
 
 
 class _Stopped(Exception):
