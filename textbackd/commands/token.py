@@ -25,7 +25,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    a = sub.add_parser("add", help="create a token and print it once")
+    a = sub.add_parser("add", help="make a new token and print it once")
     a.add_argument("name", metavar="NAME", help="who uses it, e.g. crm (writes are audited as api:crm)")
     a.add_argument("--scope", choices=[s.value for s in TokenScope], required=True,
                    help="read: GET only; write: also send texts and mark conversations handled")

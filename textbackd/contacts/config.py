@@ -1,14 +1,13 @@
-"""``[[contacts]]``: where the address book comes from (CSV, vCard, CardDAV) and how a CSV's columns map."""
+"""``[[contacts]]``: where the address book comes from (a CSV or vCard file) and how a CSV's columns map."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from textbackd.core.settings import ContactColumns, ContactSourceConfig, Section
 
-_FORMATS = ("csv", "vcard", "carddav")
+_FORMATS = ("csv", "vcard")
 _D = ContactColumns()
 
 
@@ -23,27 +22,16 @@ def parse_contacts(root: Section) -> tuple[ContactSourceConfig, ...]:
     out: list[ContactSourceConfig] = []
     labels: set[str] = set()
     for sec in root.tables("contacts"):
-        path = sec.str("path").strip()
-        url = sec.str("url").strip()
+        path = sec.str("path", required=True).strip()
         fmt = sec.str("format", "", choices=("", *_FORMATS))
         if not fmt:
-            if url:
-                fmt = "carddav"
-            elif path.lower().endswith((".vcf", ".vcard")):
+            if path.lower().endswith((".vcf", ".vcard")):
                 fmt = "vcard"
             elif path.lower().endswith(".csv"):
                 fmt = "csv"
             else:
-                raise sec.error("format", 'say "csv", "vcard" or "carddav" (it cannot be told from the file name)')
-        if fmt == "carddav":
-            parts = urlsplit(url)
-            if parts.scheme not in ("https", "http") or not parts.hostname:
-                raise sec.error("url", "required for format = \"carddav\": the address book's http(s) URL")
-            if path:
-                raise sec.error("path", "give a path (csv, vcard) or a url (carddav), not both")
-        elif not path:
-            raise sec.error("path", f"required for format = {fmt!r}")
-        label = sec.str("name") or (Path(path).name if path else (urlsplit(url).hostname or "carddav"))
+                raise sec.error("format", 'say "csv" or "vcard" (it cannot be told from the file name)')
+        label = sec.str("name") or Path(path).name
         if not re.fullmatch(r"[\w.@+-]+", label):
             raise sec.error("name", f"{label!r} may only use letters, digits, '_', '.', '-', '@', '+'")
         if label in labels:
@@ -79,10 +67,6 @@ def parse_contacts(root: Section) -> tuple[ContactSourceConfig, ...]:
             encoding=encoding,
             columns=columns,
             tags=tags,
-            url=url,
-            username=sec.str("username"),
-            password=sec.secret("password", f"contacts.{label}.password"),
-            refresh_seconds=sec.float("refresh_seconds", 900.0, lo=30),
         )
         sec.done()
         out.append(src)

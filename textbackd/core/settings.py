@@ -263,18 +263,15 @@ class ContactColumns:
 
 @dataclass(frozen=True, slots=True)
 class ContactSourceConfig:
-    """One ``[[contacts]]`` source: a CSV or vCard file, or a CardDAV address book."""
+    """One ``[[contacts]]`` source: a CSV or vCard file (a CardDAV kind would add ``url`` and credentials)."""
 
     name: str  # a label for reports ("office"), default the file name
-    format: str  # "csv" | "vcard" | "carddav"
+    format: str  # "csv" | "vcard"
     path: str = ""
     encoding: str = "utf-8-sig"
     columns: ContactColumns = field(default_factory=ContactColumns)
     tags: tuple[str, ...] = ()  # given to every contact of this source (e.g. ["staff"] for staff.vcf)
-    url: str = ""  # carddav: the address book collection
-    username: str = ""
-    password: Secret = field(default_factory=lambda: Secret(""))
-    refresh_seconds: float = 900.0  # carddav: how often to fetch it again
+    url: str = ""  # reserved for a CardDAV source (not read yet)
 
 
 WEBHOOK_EVENTS = (

@@ -95,6 +95,8 @@ class Daemon:
         self.last_retention_at = 0.0
         self.webhooks: list[Any] = []  # issue 14: (Endpoint, Worker) per [[webhooks]] endpoint
         self.contacts: Any = None  # issue 14: the ContactBook the pipeline looks callers up in
+        self.contacts_poll = 5.0  # seconds between two looks at the contacts files
+        self._contacts_sig: tuple = ()
         self.api: Any = None  # issue 14: the JSON API's state (store, config, wake_outbox)
         self._tasks: dict[str, asyncio.Task] = {}
         self._retrying: asyncio.Task | None = None
@@ -109,6 +111,7 @@ class Daemon:
         store = self.store
         pipeline = Pipeline(store, cfg)
         self.pipeline = pipeline
+        self._load_contacts("start")
         unknown = store.recover_interrupted(self.clock())
         for m in unknown:
             log.warning("text_outcome_unknown_after_restart", message=m.id, to=mask(m.to_number, cfg.logging.log_numbers))
@@ -161,6 +164,7 @@ class Daemon:
                 tg.create_task(self._checkpoint_loop(), name="checkpoint")
                 for endpoint, worker in self.webhooks:
                     tg.create_task(worker.run(), name=f"webhook:{endpoint.name}")
+                tg.create_task(self._watch_contacts(), name="contacts")
                 await self._stop.wait()
                 systemd.notify("STOPPING=1")
                 log.info("textbackd_stopping")
@@ -481,8 +485,9 @@ class Daemon:
         if restart:
             log.warning("reload_needs_restart", sections=restart, effect="these sections keep their running values")
         merged = replace(old, policy=new.policy, messages=new.messages, lines=new.lines,
-                         business=new.business, followups=new.followups)
+                         business=new.business, followups=new.followups, contacts=new.contacts)
         self.config = merged
+        self._load_contacts("reload")
         for part in (self.pipeline, self.conversations, self.followups, self.notifier, self.listener, self.api):
             if part is not None and hasattr(part, "config"):
                 part.config = merged
@@ -595,6 +600,45 @@ class Daemon:
         app = make_app(self.store, self.config, self.outbox.wake, clock=self.clock)
         self.api = app[STATE]
         listener.add_subapp(PREFIX, app)
+
+
+    # -- contacts (issue 14) ----------------------------------------------------------------
+
+    def _load_contacts(self, why: str) -> None:
+        """(Re)read every [[contacts]] source; the pipeline looks callers up in the new book from now on.
+        A source that cannot be read keeps what it held (a file caught half-written forgets nobody)."""
+        import re
+
+        from textbackd.contacts.book import load, signature
+
+        self._contacts_sig = signature(self.config)
+        if not self.config.contacts and self.contacts is None:
+            return
+        try:
+            book = load(self.config, previous=self.contacts)
+        except Exception:  # noqa: BLE001 - a bug in a reader must not stop texting
+            log.exception("contacts_load_failed", why=why, effect="keeping the contacts loaded before")
+            return
+        self.contacts = book
+        self.pipeline.contacts = book.find if self.config.contacts else None
+        hide = re.compile(r"\+?\d[\d\s().-]{4,}")  # a number a bad row holds stays out of the log
+        for s in book.report.sources:
+            if s.error:
+                log.error("contacts_source_unreadable", source=s.name, error=s.error, kept_previous=s.kept_previous)
+            for r in s.refused:
+                log.warning("contact_row_refused", where=r.where, reason=hide.sub("<number>", r.reason))
+        entries = len(book.by_number)
+        log.info("contacts_loaded", why=why, contacts=book.report.contacts, known=entries,
+                 duplicates=len(book.report.duplicates), refused=len(book.report.refused))
+
+    async def _watch_contacts(self) -> None:
+        """Reload the contacts when one of their files changes (mtime or size)."""
+        from textbackd.contacts.book import signature
+
+        while True:
+            await asyncio.sleep(self.contacts_poll)
+            if signature(self.config) != self._contacts_sig:
+                self._load_contacts("file_changed")
 
 
 class _Stopped(Exception):

@@ -149,13 +149,3 @@ def deliveries(store: Store, endpoint: str, *, limit: int = 1000) -> list[Delive
         (endpoint, limit),
     )]
 
-
-def purge(store: Store, cutoff: float) -> dict[str, int]:
-    """Retention: events older than ``cutoff`` whose deliveries are all done go, with those deliveries."""
-    with store.tx():
-        n = store.write(
-            """DELETE FROM events WHERE at < ? AND NOT EXISTS
-               (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.state = ?)""",
-            (cutoff, PENDING),
-        ).rowcount
-    return {"events": n}
