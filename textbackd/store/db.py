@@ -149,14 +149,23 @@ class Store:
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         else:
             try:
                 self.db.execute("COMMIT")
             except sqlite3.Error as e:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"{self.path}: cannot write: {e}") from None
+
+    def _rollback(self) -> None:
+        """Undo the open transaction. SQLite may already have rolled it back itself (a full disk does that):
+        then there is nothing to undo, and the error that caused it is the one to report."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def close(self) -> None:
         self.db.close()
