@@ -567,8 +567,9 @@ class Daemon:
         for wc in self.config.webhooks:
             ep = Endpoint(self.store, wc, clock=self.clock, on_result=self._webhook_result,
                           on_disabled=self._webhook_disabled)
+            # retry_on=Exception: nothing an endpoint does (or a bug in delivering to it) may stop the daemon
             self.webhooks.append((ep, Worker(f"webhook_{wc.name}", ep.process, next_due=ep.next_due,
-                                             clock=self.clock, poll=1.0)))
+                                             clock=self.clock, poll=1.0, retry_on=(Exception,))))
         if self.config.webhooks:
             self.metrics.registry.register(WebhookGauges(self))
 

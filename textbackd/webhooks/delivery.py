@@ -110,7 +110,7 @@ async def post(session: aiohttp.ClientSession, wc: WebhookConfig, msg_id: str, b
         return Attempt(None, f"no answer within {wc.timeout:g} s")
     except aiohttp.ClientConnectorError as e:
         return Attempt(None, f"cannot connect: {e.os_error.strerror if e.os_error and e.os_error.strerror else type(e).__name__}")
-    except aiohttp.ClientError as e:
+    except (aiohttp.ClientError, OSError, ValueError) as e:  # TLS, DNS, a reset: the receiver's side, retried
         return Attempt(None, f"request failed: {type(e).__name__}")
 
 
