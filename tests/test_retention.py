@@ -82,7 +82,7 @@ def test_export_and_forget_one_number(tmp_path):
     assert [r["text"] for r in data["replies"]] == ["STOP"]
     assert len(data["emails"]) == 1 and data["opt_out"]["active"] == 1
     got = forget(store, "+12125550124", now=NOW)
-    assert got == {"texts": 1, "replies": 1, "calls": 1, "emails": 1, "staff_actions": 0, "opt_out_kept": 1}
+    assert got == {"texts": 1, "replies": 1, "calls": 1, "emails": 1, "staff_actions": 0, "events": 0, "opt_out_kept": 1}
     after = export(store, "+12125550124")
     assert not (after["calls"] or after["texts"] or after["replies"] or after["emails"] or after["opt_out_history"])
     assert after["opt_out"]["source"] == "forgotten" and store.is_opted_out("+12125550124")

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 import structlog
 from aiohttp import web
+from webkit import PASSWORD, T0, client_for, fill, sign_in, store_with_users, token_in, web_config
 
 from textbackd import config as config_mod
 from textbackd.core.errors import ConfigError
@@ -23,10 +24,9 @@ from textbackd.store import audit
 from textbackd.store import conversations as conv_q
 from textbackd.store.db import Store
 from textbackd.store.schema import MIGRATIONS, _split_sql
+from textbackd.web.app import make_app
 from textbackd.web.live import Hub
 from textbackd.web.server import WebServer, scrub_path
-from textbackd.web.app import make_app
-from webkit import PASSWORD, T0, client_for, fill, sign_in, store_with_users, token_in, web_config
 
 PAGES = ["/", "/calls", "/calls?all=1", "/conversations/+12125550101", "/figures", "/figures?days=7", "/status", "/users"]
 

@@ -6,7 +6,6 @@ import re
 import shutil
 import tempfile
 from datetime import datetime, timedelta, timezone
-
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer

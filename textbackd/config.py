@@ -161,6 +161,7 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         max_per_hour=pol.int("max_per_hour", 120, lo=1),
         max_attempts=pol.int("max_attempts", 5, lo=1, hi=100),
         retry_base_seconds=pol.float("retry_base_seconds", 30.0, lo=0.01),
+        never_text_tags=tuple(t.strip().lower() for t in pol.strs("never_text_tags") if t.strip()),
     )
     from textbackd.core.model import Outcome
 
@@ -180,8 +181,9 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         opt_out=m.str("opt_out", _D_MESSAGES.opt_out),
         opt_in=m.str("opt_in", _D_MESSAGES.opt_in),
         help=m.str("help", _D_MESSAGES.help),
+        missed_known=m.str("missed_known"),
     )
-    for k in ("missed", "after_hours", "opt_out", "opt_in", "help"):
+    for k in ("missed", "after_hours", "opt_out", "opt_in", "help", "missed_known"):
         check_template(getattr(messages, k), m, k)
     m.done()
 
@@ -198,13 +200,14 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
             sender=ls.str("sender"),
             hours=hours,
             enabled=ls.bool("enabled", True),
+            missed_known=ls.str("missed_known"),
         )
         if line.did in dids:
             raise ls.error("did", f"{line.did!r} is configured twice")
         dids.add(line.did)
         if line.sender and line.sender not in names:
             raise ls.error("sender", f"no sender named {line.sender!r}")
-        for k in ("missed", "after_hours"):
+        for k in ("missed", "after_hours", "missed_known"):
             if getattr(line, k):
                 check_template(getattr(line, k), ls, k)
         ls.done()
@@ -251,6 +254,12 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         raise e.error("receive_listen", f"{email.receive_listen!r} is not host:port (e.g. 127.0.0.1:8026)")
     e.done()
 
+    from textbackd.contacts.config import parse_contacts  # issue 14
+    from textbackd.webhooks.config import parse_webhooks
+
+    contacts = parse_contacts(root)
+    webhooks = parse_webhooks(root)
+
     lg = root.table("logging")
     logging_cfg = LoggingConfig(
         level=lg.str("level", "info", choices=("debug", "info", "warning", "error")),
@@ -275,6 +284,8 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         logging=logging_cfg,
         source=file,
         web=web,
+        contacts=contacts,
+        webhooks=webhooks,
     )
 
 

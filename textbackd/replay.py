@@ -7,10 +7,10 @@ This module feeds the tracker and returns the finished calls in the order they f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from textbackd.core.model import Call
+from textbackd.core.model import Call, Contact
 from textbackd.core.settings import Config
 from textbackd.pbx import registry as pbx_kinds
 from textbackd.pbx.base import open_trace
@@ -48,7 +48,8 @@ def replay_calls(
 
 
 def replay_decisions(
-    path: str | Path, config: Config, pbx: str | None = None, *, start: float | None = None
+    path: str | Path, config: Config, pbx: str | None = None, *, start: float | None = None,
+    contacts: Callable[[str], Contact | None] | None = None,
 ) -> Iterator[tuple[Call, dict]]:
     """Each call with what the daemon would have done, in the order the calls finished.
 
@@ -56,14 +57,15 @@ def replay_decisions(
     and the outbox is simulated in event time: a scheduled text is rechecked at its
     send time (a call-back answered within the grace cancels it) and then counts as
     sent for later decisions (dedupe, caps). The dict is ``pipeline.as_action`` plus,
-    for texts, ``sent`` (true) or ``cancelled`` (the recheck's reason).
+    for texts, ``sent`` (true) or ``cancelled`` (the recheck's reason). With ``contacts`` (the
+    address book's lookup) a known caller's call carries the contact's name, as the store would.
     """
     from textbackd.core.model import MessageState
     from textbackd.daemon.pipeline import Pipeline, as_action
     from textbackd.store.db import Store
 
     store = Store(":memory:")
-    pipe = Pipeline(store, config)
+    pipe = Pipeline(store, config, contacts)
     waiting: list[list] = []  # [call, action, message_id or None, resolved]
 
     def deliver(until: float) -> None:
@@ -95,7 +97,7 @@ def replay_decisions(
             out = pipe.handle_call(call, now)
             action = as_action(out.decision)
             scheduled = action.get("action") == "text"
-            waiting.append([call, action, out.message_id if scheduled else None, not scheduled])
+            waiting.append([out.call, action, out.message_id if scheduled else None, not scheduled])
             yield from ready()
         deliver(float("inf"))
         yield from ready()

@@ -72,3 +72,8 @@ def cli_actor() -> str:
     except (KeyError, OSError):
         who = str(os.getuid())
     return f"cli:{who}"
+
+
+def config_option(p: argparse.ArgumentParser) -> None:
+    """``-c FILE`` also after a sub-action (``textbackd webhooks list -c FILE``), as before it."""
+    p.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS, help="configuration file")

@@ -65,6 +65,20 @@ def describe(cfg: cfgmod.Config) -> list[str]:
     else:
         out.append("email: off")
     out.extend(_templates(cfg))
+    out.extend(_issue14(cfg))
+    return out
+
+
+def _issue14(cfg: cfgmod.Config) -> list[str]:
+    """Contacts, webhooks (issue 14)."""
+    out = []
+    for c in cfg.contacts:
+        out.append(f"contacts {c.name}: {c.format} {c.path}" + (f", tags {', '.join(c.tags)}" if c.tags else ""))
+    if cfg.policy.never_text_tags:
+        out.append(f"  never texted: contacts tagged {', '.join(cfg.policy.never_text_tags)}")
+    for w in cfg.webhooks:
+        out.append(f"webhook {w.name}: {w.url}, secret {_secret(w.secret)}, events {', '.join(w.events)}, "
+                   f"retried for {w.retry_hours:g} h")
     return out
 
 
@@ -91,6 +105,8 @@ def _templates(cfg: cfgmod.Config) -> list[str]:
         enc = "GSM-7" if item.encoding == "gsm7" else "UCS-2"
         out.append(f"  {item.key}: {item.segments} segment(s), {enc}, {item.units} {'septets' if item.encoding == 'gsm7' else 'code units'}")
         out.append(f"    {item.text}")
+        if item.text_unknown and item.text_unknown != item.text:
+            out.append(f"    unknown caller: {item.text_unknown}")
         for w in item.warnings:
             out.append(f"    warning: {w}")
     return out

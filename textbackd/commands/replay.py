@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if args.calls_only:
             results = ((c, None) for c in replay_calls(args.file, cfg, cfg.pbx.kind, start=start))
         else:
-            results = replay_decisions(args.file, cfg, cfg.pbx.kind, start=start)
+            results = replay_decisions(args.file, cfg, cfg.pbx.kind, start=start, contacts=_contacts(cfg))
         for call, action in results:
             obj = call.to_json()
             if action is not None:
@@ -91,3 +91,18 @@ def _parse_start(value: str | None) -> float | None:
     if dt.tzinfo is None:
         raise TextbackError(f"--start {value!r}: add the UTC offset (e.g. -05:00) or Z")
     return dt.timestamp()
+
+
+def _contacts(cfg):
+    """The config's [[contacts]] (issue 14), with what was refused on stderr; None without any."""
+    if not cfg.contacts:
+        return None
+    from textbackd.contacts.book import load
+
+    book = load(cfg)
+    for s in book.report.sources:
+        if s.error:
+            print(f"replay: contacts {s.name}: {s.error}", file=sys.stderr)
+        for r in s.refused:
+            print(f"replay: contacts: refused {r}", file=sys.stderr)
+    return book.find

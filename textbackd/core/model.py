@@ -64,6 +64,7 @@ class Call:
     queue: str | None = None
     channel: str | None = None
     notes: tuple[str, ...] = field(default=())
+    carrier_name: str | None = None  # issue 14: what the PBX/carrier said when a contact's name replaced it
 
     @property
     def missed(self) -> bool:
@@ -83,6 +84,7 @@ class Call:
             "caller": self.caller,
             "caller_raw": self.caller_raw,
             "caller_name": self.caller_name,
+            "carrier_name": self.caller_name if self.carrier_name is None else self.carrier_name,
             "did": self.did,
             "outcome": str(self.outcome),
             "missed": self.missed,
@@ -227,9 +229,17 @@ class CallRecord:
     queue: str | None
     channel: str | None
     recorded_at: float
+    carrier_name: str | None = None  # the caller ID name as the PBX gave it (``caller_name``: a contact's wins)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_public(self) -> dict[str, Any]:
+        """The API's and webhooks' form: the store's fields, times in ISO 8601 UTC (as ``replay``)."""
+        d = dataclasses.asdict(self)
+        if d["carrier_name"] is None:
+            d["carrier_name"] = d["caller_name"]
+        return _iso_fields(d, ("started", "answered_at", "ended", "recorded_at"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +269,12 @@ class MessageRow:
     expires_at: float | None
     seq: int
 
+    def to_public(self) -> dict[str, Any]:
+        """The API's and webhooks' form: the store's fields, times in ISO 8601 UTC."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["state"], d["refs"] = str(self.state), list(self.refs)
+        return _iso_fields(d, ("created", "send_at", "updated", "sent_at", "delivered_at", "expires_at"))
+
 
 @dataclass(frozen=True, slots=True)
 class MessageEvent:
@@ -282,6 +298,10 @@ class IncomingRecord:
     provider_id: str | None
     call_id: str | None
     keyword: str
+
+    def to_public(self) -> dict[str, Any]:
+        """The API's and webhooks' form: the store's fields, times in ISO 8601 UTC."""
+        return _iso_fields(dataclasses.asdict(self), ("received_at",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,6 +348,12 @@ class ConversationState:
     unread: int = 0
     waiting_since: float | None = None  # the first of those replies (None: nothing waits for a person)
     last_in_at: float | None = None  # the customer's latest reply (STOP excepted)
+
+    def to_public(self) -> dict[str, Any]:
+        """The API's and webhooks' form (schema ``ConversationState``), times in ISO 8601 UTC. The inbox
+        counters the front desk's triggers keep are not part of it."""
+        d = {k: getattr(self, k) for k in ("number", "claimed_by", "claimed_at", "handled_by", "handled_at")}
+        return _iso_fields(d, ("claimed_at", "handled_at"))
 
 
 # --------------------------------------------------------------------------------------
@@ -504,6 +530,113 @@ class StoreFacts:
     schema_version: int
     calls: int
 
+
+# issue 14: contacts, events for webhooks, API tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Someone in the office's address book (``contacts/``), found by one of their numbers."""
+
+    name: str  # as the office wrote it: "José Núñez", "Acme Plumbing Supply"
+    first_name: str  # what a template's {first_name} says ("" when the book has none)
+    numbers: tuple[str, ...]  # E.164 where the number could be read
+    tags: tuple[str, ...] = ()  # lower case: "vendor", "staff"
+    source: str = ""  # "contacts.csv:12": where the row is
+
+    def to_public(self) -> dict[str, Any]:
+        return {"name": self.name, "first_name": self.first_name, "numbers": list(self.numbers),
+                "tags": list(self.tags), "source": self.source}
+
+
+class EventType(enum.StrEnum):
+    """What a webhook can tell (``events.type``); the payload schema of each is versioned in ``webhooks/``."""
+
+    CALL_MISSED = "call.missed"
+    CALL_ANSWERED = "call.answered"
+    TEXT_SCHEDULED = "text.scheduled"
+    TEXT_SENT = "text.sent"
+    TEXT_DELIVERED = "text.delivered"
+    TEXT_FAILED = "text.failed"
+    REPLY_RECEIVED = "reply.received"
+    OPTOUT_CHANGED = "optout.changed"
+    CONVERSATION_HANDLED = "conversation.handled"
+
+
+class DeliveryState(enum.StrEnum):
+    """States of one event's delivery to one webhook endpoint (``webhook_deliveries.state``)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # a permanent answer, the retry horizon passed, or the endpoint was disabled
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """A stored event (``events`` row): ``uid`` is the ``webhook-id`` on every retry and endpoint."""
+
+    id: int
+    uid: str
+    type: str
+    at: float
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """One event on its way to one endpoint (``webhook_deliveries`` row joined with its event)."""
+
+    id: int
+    endpoint: str
+    event: EventRow
+    state: DeliveryState
+    attempts: int
+    created: float
+    next_try: float
+    delivered_at: float | None
+    last_status: int | None
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """What ``textbackd webhooks list`` and ``/metrics`` show of one endpoint's queue."""
+
+    name: str
+    active: bool  # still in the config
+    disabled_at: float | None
+    disabled_reason: str
+    pending: int  # deliveries waiting
+    due: int  # of those, due now
+    failing: bool  # the head of the queue has failed at least once
+    delivered: int
+    failed: int
+    last_error: str
+    last_delivered_at: float | None
+
+
+class TokenScope(enum.StrEnum):
+    READ = "read"  # GET only
+    WRITE = "write"  # GET, and the POSTs (staff texts, handled)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """An API token as stored: its SHA-256, never the token itself."""
+
+    name: str
+    scope: TokenScope
+    created: float
+    created_by: str
+    last_used: float | None
+    revoked_at: float | None
+
+
+def _iso_fields(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    for k in keys:
+        if d.get(k) is not None:
+            d[k] = iso(utc_from_epoch(d[k]))
+    return d
 
 
 __all__ = [n for n in dir() if not n.startswith('_')] + ["iso", "utc_from_epoch"]

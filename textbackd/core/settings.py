@@ -186,6 +186,7 @@ class PolicyConfig:
     max_per_hour: int = 120
     max_attempts: int = 5
     retry_base_seconds: float = 30.0
+    never_text_tags: tuple[str, ...] = ()  # issue 14: contacts with one of these tags are never texted
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,7 @@ class MessagesConfig:
     opt_out: str = "You're unsubscribed from {business} texts. Reply START to resubscribe."
     opt_in: str = "You're resubscribed to {business} texts. Reply STOP to unsubscribe."
     help: str = "{business}: reply to this text to reach us, or call {contact}. Reply STOP to unsubscribe."
+    missed_known: str = ""  # issue 14: for callers in the contacts ("" = missed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +217,7 @@ class LineConfig:
     sender: str = ""  # preferred sender name
     hours: OpeningHours | None = None
     enabled: bool = True
+    missed_known: str = ""  # issue 14: for callers in the contacts (default: messages.missed_known, then missed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +305,56 @@ def is_loopback(host: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactColumns:
+    """Which CSV columns hold what (``[contacts.columns]``); each a list of header names, ``*`` a wildcard.
+
+    The defaults read Google Contacts (both its CSV layouts) and Outlook exports as they are."""
+
+    name: tuple[str, ...] = ("Name", "Display Name", "Full Name")
+    first_name: tuple[str, ...] = ("Given Name", "First Name")
+    last_name: tuple[str, ...] = ("Family Name", "Last Name")
+    organization: tuple[str, ...] = ("Organization 1 - Name", "Organization Name", "Company")
+    numbers: tuple[str, ...] = ("Phone * - Value", "Phone", "Phone Number", "Mobile Phone", "Business Phone",
+                                "Home Phone", "Other Phone", "Mobile", "Telephone")
+    tags: tuple[str, ...] = ("Group Membership", "Labels", "Categories", "Tags")
+    separator: str = ":::"  # between several values in one cell (Google: "a ::: b"); ";" and "," also split tags
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSourceConfig:
+    """One ``[[contacts]]`` source: a CSV or vCard file (a CardDAV kind would add ``url`` and credentials)."""
+
+    name: str  # a label for reports ("office"), default the file name
+    format: str  # "csv" | "vcard"
+    path: str = ""
+    encoding: str = "utf-8-sig"
+    columns: ContactColumns = field(default_factory=ContactColumns)
+    tags: tuple[str, ...] = ()  # given to every contact of this source (e.g. ["staff"] for staff.vcf)
+    url: str = ""  # reserved for a CardDAV source (not read yet)
+
+
+WEBHOOK_EVENTS = (
+    "call.missed", "call.answered", "text.scheduled", "text.sent", "text.delivered", "text.failed",
+    "reply.received", "optout.changed", "conversation.handled",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """One ``[[webhooks]]`` endpoint: signed POSTs (Standard Webhooks) of the events it asks for."""
+
+    name: str
+    url: str
+    secret: Secret  # "whsec_<base64>"
+    events: tuple[str, ...] = WEBHOOK_EVENTS
+    retry_hours: float = 24.0  # give an event up after this long
+    retry_base_seconds: float = 5.0  # first retry after ~this, doubling, with jitter
+    retry_max_seconds: float = 3600.0  # never more than this between two tries
+    timeout: float = 10.0  # per request, capped at 30 s
+    allow_http: bool = False  # plain http to a non-loopback host
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     pbx: PbxConfig
     business: BusinessConfig
@@ -316,6 +369,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: str = "<memory>"
     web: WebConfig | None = None  # issue 12: None = no [web] section, no web app
+    contacts: tuple[ContactSourceConfig, ...] = ()  # issue 14
+    webhooks: tuple[WebhookConfig, ...] = ()  # issue 14
 
     def sender(self, name: str) -> SenderConfig:
         for s in self.senders:
@@ -526,7 +581,7 @@ def parse_duration(s: str) -> float | None:
 
 
 
-TEMPLATE_FIELDS = ("business", "caller_name", "booking_link", "hours", "next_open", "contact", "did")
+TEMPLATE_FIELDS = ("business", "caller_name", "first_name", "booking_link", "hours", "next_open", "contact", "did")
 
 
 def check_template(tpl: str, sec: Section, k: str) -> None:
@@ -537,7 +592,9 @@ def check_template(tpl: str, sec: Section, k: str) -> None:
     except ValueError as e:
         raise sec.error(k, f"template is not valid: {e} (write a literal brace as {{{{ or }}}})") from None
     for f in fields:
-        if f not in TEMPLATE_FIELDS:
-            raise sec.error(k, f"unknown placeholder {{{f}}}; use {', '.join('{' + x + '}' for x in TEMPLATE_FIELDS)}")
+        name = f.split("|", 1)[0]  # {first_name|there}: a fallback for an empty value (issue 14)
+        if name not in TEMPLATE_FIELDS:
+            raise sec.error(k, f"unknown placeholder {{{f}}}; use {', '.join('{' + x + '}' for x in TEMPLATE_FIELDS)}"
+                            " (with a fallback: {first_name|there})")
 
 

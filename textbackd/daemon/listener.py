@@ -100,6 +100,10 @@ class Listener:
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         self.app.router.add_route(method, path, handler)
 
+    def add_subapp(self, prefix: str, app: web.Application) -> None:
+        """Mount a sub-application (the JSON API at ``/api/v1``); call before ``start``."""
+        self.app.add_subapp(prefix, app)
+
     async def start(self) -> None:
         """Bind ``http.listen``; ``self.port`` is the bound port (useful with port 0)."""
         http = self.config.http

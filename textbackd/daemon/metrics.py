@@ -77,6 +77,9 @@ class Metrics:
         self.reloads = Counter("textbackd_config_reloads", "SIGHUP reloads by result", ["result"], registry=r)
         self.retention_deleted = Counter("textbackd_retention_deleted", "Rows deleted by retention", ["table"],
                                          registry=r)
+        # issue 14: webhooks out (the queue gauges are read at scrape time by WebhookGauges)
+        self.webhook_attempts = Counter("textbackd_webhook_attempts", "Webhook POSTs by endpoint and result "
+                                        "(delivered, retry, failed, gone)", ["endpoint", "result"], registry=r)
 
     def attach(self, daemon: Daemon) -> None:
         self.registry.register(_Live(daemon))
@@ -163,3 +166,41 @@ def health(daemon: Daemon, now: float) -> dict[str, Any]:
         "calls": d.calls,
         "events": d.events,
     }
+
+
+class WebhookGauges(Collector):
+    """Per-endpoint webhook queue gauges, read from the store at scrape time (issue 14)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.d = daemon
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from textbackd.store import webhooks as wh_q
+
+        depth = GaugeMetricFamily("textbackd_webhook_queue_depth", "Events waiting for the endpoint",
+                                  labels=["endpoint"])
+        due = GaugeMetricFamily("textbackd_webhook_due", "Events due now for the endpoint", labels=["endpoint"])
+        failing = GaugeMetricFamily("textbackd_webhook_failing", "1 when the head of the queue has failed at least once",
+                                    labels=["endpoint"])
+        disabled = GaugeMetricFamily("textbackd_webhook_disabled", "1 when 410 Gone disabled the endpoint",
+                                     labels=["endpoint"])
+        failed = CounterMetricFamily("textbackd_webhook_failed_events", "Events the endpoint never got (given up, "
+                                     "refused, disabled)", labels=["endpoint"])
+        store = self.d.store
+        if store is not None:
+            try:
+                rows = wh_q.status(store, self.d.clock())
+            except Exception:  # noqa: BLE001 - a locked store must not break the scrape
+                rows = []
+            for st in rows:
+                if not st.active:
+                    continue
+                depth.add_metric([st.name], st.pending)
+                due.add_metric([st.name], st.due)
+                failing.add_metric([st.name], 1 if st.failing else 0)
+                disabled.add_metric([st.name], 1 if st.disabled_at is not None else 0)
+                failed.add_metric([st.name], st.failed)
+        yield from (depth, due, failing, disabled, failed)

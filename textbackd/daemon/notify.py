@@ -113,8 +113,12 @@ def call_summary(config: Config, call: CallRecord) -> list[str]:
     if line is not None and line.name:
         did += f" ({line.name})"
     vm = "yes" + (f" (box {call.voicemail_box})" if call.voicemail_box else "") if call.voicemail_left else "no"
+    caller = _who(config, call.caller, call.caller_name)
+    if call.carrier_name is not None and call.carrier_name != call.caller_name:  # a contact's name (issue 14)
+        shown = templates.format_number(call.caller, config.business.default_region)
+        caller = f"{call.caller_name} ({shown})" + (f", caller ID {call.carrier_name!r}" if call.carrier_name else "")
     return [
-        f"  Caller:          {_who(config, call.caller, call.caller_name)}",
+        f"  Caller:          {caller}",
         f"  Number dialled:  {did}",
         f"  Missed call at:  {_local(config, call.ended)}",
         f"  Outcome:         {OUTCOME_WORDS.get(call.outcome, call.outcome)}, rang {call.ring_seconds:.0f} s",

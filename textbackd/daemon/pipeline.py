@@ -9,9 +9,10 @@ age). No clock is read here: ``now`` is passed in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from textbackd.core.model import Call, MessageState, TextKind
+from textbackd.core.model import Call, Contact, MessageState, TextKind
 from textbackd.core.settings import Config
 from textbackd.core.timeutil import to_dt
 from textbackd.decide import policy
@@ -19,6 +20,7 @@ from textbackd.store import history as history_q
 from textbackd.store.db import MessageRow, Store, call_key
 
 TEXTBACK = TextKind.TEXTBACK
+ContactLookup = Callable[[str], Contact | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,18 +37,22 @@ def history(store: Store, number: str, now: float, *, exclude: int | None = None
 
 
 class Pipeline:
-    def __init__(self, store: Store, config: Config) -> None:
+    def __init__(self, store: Store, config: Config, contacts: ContactLookup | None = None) -> None:
         self.store = store
         self.config = config
+        self.contacts = contacts  # issue 14: the address book's lookup (E.164 → Contact), replaced on a reload
 
     def handle_call(self, call: Call, now: float) -> Outcome:
         key = call_key(call)
+        to = policy.destination(call, self.config)  # the number decide() would text, or ""
+        contact = self.contacts(to) if to and self.contacts is not None else None
+        if contact is not None:  # the office's name for the caller wins; the carrier's is kept beside it
+            call = call.replace(caller_name=contact.name, carrier_name=call.caller_name)
         if not self.store.record_call(call, now=now) and self._decided(key):
             return Outcome(call, False, None, None)
         # (a call stored without its decision: the store failed or the process died between the two writes)
-        to = policy.destination(call, self.config)  # the number decide() would text, or ""
         hist = history(self.store, to, now) if to else policy.History()
-        decision = policy.decide(call, hist, self.config, to_dt(now))
+        decision = policy.decide(call, hist, self.config, to_dt(now), contact)
         if isinstance(decision, policy.TextDecision):
             expires = call.ended.timestamp() + self.config.policy.max_age_minutes * 60
             if decision.deferred:

@@ -98,6 +98,12 @@ class Daemon:
         self.unwritten: list[Call] = []  # finished calls the store refused (disk full/read-only), retried
         self.exit_code = 0
         self.last_retention_at = 0.0
+        self.webhooks: list[Any] = []  # issue 14: (Endpoint, Worker) per [[webhooks]] endpoint
+        self.contacts: Any = None  # issue 14: the ContactBook the pipeline looks callers up in
+        self.contacts_poll = 5.0  # seconds between two looks at the contacts files
+        self._contacts_sig: tuple = ()
+        self.api: Any = None  # issue 14: the JSON API's state (store, config, wake_outbox)
+        self.web_api: Any = None  # the same API served by the front desk's listener
         self._tasks: dict[str, asyncio.Task] = {}
         self._retrying: asyncio.Task | None = None
         self._stop = asyncio.Event()
@@ -111,6 +117,7 @@ class Daemon:
         store = self.store
         pipeline = Pipeline(store, cfg)
         self.pipeline = pipeline
+        self._load_contacts("start")
         unknown = store.recover_interrupted(self.clock())
         for m in unknown:
             log.warning("text_outcome_unknown_after_restart", message=m.id, to=mask(m.to_number, cfg.logging.log_numbers))
@@ -140,6 +147,7 @@ class Daemon:
                 await s.start(self.conversations)
             except Exception as e:  # a missing modem must not stop the daemon: texts wait in the outbox
                 log.error("sender_start_failed", sender=s.name, error=str(e))
+        self._setup_webhooks()
         self._restore_tracker()
         self.client = make_client(cfg, self._on_event, self.clock)
         await self._start_listener()
@@ -161,6 +169,9 @@ class Daemon:
                 tg.create_task(self.notifier.run(), name="notify")
                 tg.create_task(self._announce_ready(), name="ready")
                 tg.create_task(self._checkpoint_loop(), name="checkpoint")
+                for endpoint, worker in self.webhooks:
+                    tg.create_task(worker.run(), name=f"webhook:{endpoint.name}")
+                tg.create_task(self._watch_contacts(), name="contacts")
                 await self._stop.wait()
                 systemd.notify("STOPPING=1")
                 log.info("textbackd_stopping")
@@ -180,6 +191,10 @@ class Daemon:
             if self.listener is not None:
                 with contextlib.suppress(Exception):
                     await self.listener.stop()
+            for endpoint, worker in self.webhooks:
+                worker.stop()
+                with contextlib.suppress(Exception):
+                    await endpoint.close()
             for s in self.senders:
                 with contextlib.suppress(Exception):
                     await s.close()
@@ -220,6 +235,7 @@ class Daemon:
         listener = Listener(self.config, self.conversations, self.senders)
         listener.add_get("/healthz", self._healthz)
         listener.add_get("/metrics", self._metrics_page)
+        self._mount_api(listener)
         try:
             await listener.start()
         except ConfigError as e:
@@ -260,12 +276,14 @@ class Daemon:
             self.outbox.wake()
             self._aftercare_call(call, out)
             self._publish("call", call.caller)
+            self.wake_webhooks()
         if self.on_call is not None:
             r = self.on_call(call, out)
             if asyncio.iscoroutine(r):
                 await r
 
     async def _text_changed(self, m: MessageRow, state: MessageState, detail: str) -> None:
+        self.wake_webhooks()
         sender = detail if state == MessageState.SENT else (m.sender or "")
         self.metrics.texts.labels(str(state), sender).inc()
         if state == MessageState.SENT:
@@ -473,14 +491,15 @@ class Daemon:
             self.metrics.reloads.labels("refused").inc()
             systemd.notify(f"READY=1\nSTATUS=reload refused; {self.status_line()}")
             return
-        restart = [k for k in ("pbx", "store", "senders", "http", "email", "logging", "web")
+        restart = [k for k in ("pbx", "store", "senders", "http", "email", "logging", "web", "webhooks")
                    if getattr(new, k) != getattr(old, k)]
         if restart:
             log.warning("reload_needs_restart", sections=restart, effect="these sections keep their running values")
         merged = replace(old, policy=new.policy, messages=new.messages, lines=new.lines,
-                         business=new.business, followups=new.followups)
+                         business=new.business, followups=new.followups, contacts=new.contacts)
         self.config = merged
-        for part in (self.pipeline, self.conversations, self.followups, self.notifier, self.listener):
+        self._load_contacts("reload")
+        for part in (self.pipeline, self.conversations, self.followups, self.notifier, self.listener, self.api, self.web_api):
             if part is not None and hasattr(part, "config"):
                 part.config = merged
         if self.outbox is not None:
@@ -510,6 +529,7 @@ class Daemon:
     async def _on_reply(self, text: Any, kw: str, call_id: str | None) -> None:
         """Conversations' hook: a text came in. Stop the follow-ups, forward it to staff."""
         self._publish("reply", text.from_number)
+        self.wake_webhooks()
         try:
             if self.followups is not None:
                 self.followups.on_reply(text.from_number, kw)
@@ -551,6 +571,7 @@ class Daemon:
 
         assert self.store is not None
         self.hub = Hub()
+        self._mount_api_on_web()
         app = make_app(self.store, self.config, host=_WebFacts(self), hub=self.hub, clock=self.clock,
                        subapps=self.subapps)
         server = WebServer(app, self.config)
@@ -583,6 +604,107 @@ class Daemon:
         while len(self._reconnects_seen) < self.pbx_reconnects:
             self._reconnects_seen.append(now)
         del self._reconnects_seen[:-1000]
+
+
+    # -- webhooks out (issue 14) ---------------------------------------------------------
+
+    def _setup_webhooks(self) -> None:
+        """One endpoint queue and one worker per ``[[webhooks]]``; the store learns which endpoint wants what."""
+        from textbackd.daemon.metrics import WebhookGauges
+        from textbackd.daemon.worker import Worker
+        from textbackd.store import webhooks as wh_q
+        from textbackd.webhooks.delivery import Endpoint
+
+        assert self.store is not None
+        gone = wh_q.sync_endpoints(self.store, [(w.name, w.events) for w in self.config.webhooks])
+        for name, pending in gone.items():
+            log.warning("webhook_endpoint_removed", endpoint=name, pending=pending,
+                        effect="no new events; what waits is kept in case it comes back")
+        for wc in self.config.webhooks:
+            ep = Endpoint(self.store, wc, clock=self.clock, on_result=self._webhook_result,
+                          on_disabled=self._webhook_disabled)
+            # retry_on=Exception: nothing an endpoint does (or a bug in delivering to it) may stop the daemon
+            self.webhooks.append((ep, Worker(f"webhook_{wc.name}", ep.process, next_due=ep.next_due,
+                                             clock=self.clock, poll=1.0, retry_on=(Exception,))))
+        if self.config.webhooks:
+            self.metrics.registry.register(WebhookGauges(self))
+
+    def wake_webhooks(self) -> None:
+        for _, worker in self.webhooks:
+            worker.wake()
+
+    def _webhook_result(self, endpoint: str, result: str) -> None:
+        self.metrics.webhook_attempts.labels(endpoint, result).inc()
+
+    def _webhook_disabled(self, endpoint: str, reason: str) -> None:
+        """410 Gone: the admin hears of it by staff mail too (the log already has it)."""
+        if self.notifier is not None:
+            self.notifier.queue(
+                "webhook_disabled", f"Webhook {endpoint} disabled: the receiver answered 410 Gone",
+                f"textbackd stopped sending events to the webhook endpoint {endpoint!r}:\n\n    {reason}\n\n"
+                "Events that were waiting for it will not be sent, and new events are not queued for it.\n"
+                f"When the receiver is back, turn it on again with:\n\n    textbackd webhooks enable {endpoint}\n",
+            )
+
+
+    # -- the JSON API (issue 14) ----------------------------------------------------------
+
+    def _mount_api(self, listener: Any) -> None:
+        """``/api/v1`` on the HTTP listener (the front desk mounts the same factory when ``[web]`` is on)."""
+        from textbackd.api.app import PREFIX, STATE, make_app
+
+        assert self.store is not None and self.outbox is not None
+        app = make_app(self.store, self.config, self.outbox.wake, clock=self.clock)
+        self.api = app[STATE]
+        listener.add_subapp(PREFIX, app)
+
+    def _mount_api_on_web(self) -> None:
+        """The same API on the front desk's listener (an aiohttp app has one parent, so a second one)."""
+        from textbackd.api.app import PREFIX, STATE, make_app
+
+        assert self.store is not None and self.outbox is not None
+        app = make_app(self.store, self.config, self.outbox.wake, clock=self.clock)
+        self.web_api = app[STATE]
+        self.subapps.setdefault(PREFIX, app)
+
+
+    # -- contacts (issue 14) ----------------------------------------------------------------
+
+    def _load_contacts(self, why: str) -> None:
+        """(Re)read every [[contacts]] source; the pipeline looks callers up in the new book from now on.
+        A source that cannot be read keeps what it held (a file caught half-written forgets nobody)."""
+        import re
+
+        from textbackd.contacts.book import load, signature
+
+        self._contacts_sig = signature(self.config)
+        if not self.config.contacts and self.contacts is None:
+            return
+        try:
+            book = load(self.config, previous=self.contacts)
+        except Exception:  # noqa: BLE001 - a bug in a reader must not stop texting
+            log.exception("contacts_load_failed", why=why, effect="keeping the contacts loaded before")
+            return
+        self.contacts = book
+        self.pipeline.contacts = book.find if self.config.contacts else None
+        hide = re.compile(r"\+?\d[\d\s().-]{4,}")  # a number a bad row holds stays out of the log
+        for s in book.report.sources:
+            if s.error:
+                log.error("contacts_source_unreadable", source=s.name, error=s.error, kept_previous=s.kept_previous)
+            for r in s.refused:
+                log.warning("contact_row_refused", where=r.where, reason=hide.sub("<number>", r.reason))
+        entries = len(book.by_number)
+        log.info("contacts_loaded", why=why, contacts=book.report.contacts, known=entries,
+                 duplicates=len(book.report.duplicates), refused=len(book.report.refused))
+
+    async def _watch_contacts(self) -> None:
+        """Reload the contacts when one of their files changes (mtime or size)."""
+        from textbackd.contacts.book import signature
+
+        while True:
+            await asyncio.sleep(self.contacts_poll)
+            if signature(self.config) != self._contacts_sig:
+                self._load_contacts("file_changed")
 
 
 class _WebFacts:

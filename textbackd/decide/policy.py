@@ -20,8 +20,9 @@ The checks run in this order; the first that fails names the skip:
    ``toll_free``, ``pager``, ``uan``, ``voicemail``), ``automated_sender`` (one of
    our own lines or sender numbers, or flagged by the store),
    ``country_not_allowed`` (the number's real region, so +1 876 is JM, not US),
-   ``blocked``, ``not_allowed`` (an allow list is set and the number is not on it),
-   ``opted_out``.
+   ``blocked``, ``contact_tag_<tag>`` (the caller is in the contacts with one of
+   ``policy.never_text_tags``: a vendor, staff, family), ``not_allowed`` (an allow list is set
+   and the number is not on it), ``opted_out``.
 3. The history: ``answered_callback`` (an answered call with the number after
    this one ended, or one up right now), ``duplicate`` (a text-back is already scheduled or in
    flight, or one was sent within ``dedupe_hours``), ``conversation_open`` (the
@@ -36,6 +37,11 @@ falls in quiet hours and ``quiet_hours = "defer"`` the text waits until
 is open a caller who just called gets the text at once. Without any opening
 hours configured every text uses the ``missed`` template and quiet hours hold
 all of them.
+
+A caller found in the office's contacts comes in as ``contact`` (data, like the history): its
+tags decide ``contact_tag_<tag>``, a missed call uses ``missed_known`` (the line's, else
+``messages.missed_known``) when one is set, and ``{caller_name}``/``{first_name}`` are the
+contact's.
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from textbackd.core import numbers
-from textbackd.core.model import Call, Direction, History, Outcome, iso
+from textbackd.core.model import Call, Contact, Direction, History, Outcome, iso
 from textbackd.core.settings import Config, LineConfig
 from textbackd.core.timeutil import aware
 from textbackd.decide import templates
@@ -71,6 +77,7 @@ REASONS = (
     "automated_sender",
     "country_not_allowed",
     "blocked",
+    # "contact_tag_<tag>" for each tag of policy.never_text_tags (issue 14)
     "not_allowed",
     "opted_out",
     "answered_callback",
@@ -295,7 +302,16 @@ def destination(call: Call, config: Config) -> str:
     return "" if reason else e164
 
 
-def _number_checks(call: Call, config: Config, history: History) -> tuple[str | None, str, str]:
+def contact_tag(contact: Contact | None, config: Config) -> str | None:
+    """``contact_tag_<tag>`` when the contact has a tag the policy never texts, else None."""
+    if contact is None or not config.policy.never_text_tags:
+        return None
+    hit = next((t for t in contact.tags if t in config.policy.never_text_tags), None)
+    return f"contact_tag_{hit}" if hit else None
+
+
+def _number_checks(call: Call, config: Config, history: History,
+                   contact: Contact | None = None) -> tuple[str | None, str, str]:
     """(reason or None, detail, e164)."""
     reason, e164, number_region = _lookup(_caller_id(call), config.business.default_region)
     if reason:
@@ -307,6 +323,9 @@ def _number_checks(call: Call, config: Config, history: History) -> tuple[str | 
         return "country_not_allowed", number_region or "?", e164
     if _matches(e164, prepared.block):
         return "blocked", "", e164
+    tag = contact_tag(contact, config)
+    if tag:
+        return tag, contact.source if contact else "", e164
     if config.policy.allow and not _matches(e164, prepared.allow):
         return "not_allowed", "", e164
     if history.opted_out:
@@ -338,15 +357,17 @@ def _history_checks(ended: datetime, history: History, config: Config, now: date
     return None
 
 
-def decide(call: Call, history: History, config: Config, now: datetime) -> Decision:
-    """The decision for one finished call: a text (rendered, timed) or a skip with its reason."""
+def decide(call: Call, history: History, config: Config, now: datetime, contact: Contact | None = None) -> Decision:
+    """The decision for one finished call: a text (rendered, timed) or a skip with its reason.
+
+    ``contact`` is the caller as the office's address book knows them (None: not in it)."""
     now = aware(now)
     ended = aware(call.ended)
     line = line_for(config, call.did)
     reason = _call_checks(call, line, config, now, ended)
     if reason:
         return SkipDecision(reason)
-    reason, detail, e164 = _number_checks(call, config, history)
+    reason, detail, e164 = _number_checks(call, config, history, contact)
     if reason:
         return SkipDecision(reason, detail)
     reason = _history_checks(ended, history, config, now)
@@ -365,7 +386,12 @@ def decide(call: Call, history: History, config: Config, now: datetime) -> Decis
             send_at, deferred = release, True
     key = "after_hours" if after_hours else "missed"
     template = (getattr(line, key) if line is not None else "") or getattr(config.messages, key)
-    vals = templates.values(config, line, caller_name=call.caller_name, did=call.did, at=max(send_at, now))
+    if contact is not None and key == "missed":
+        known = (line.missed_known if line is not None else "") or config.messages.missed_known
+        if known:
+            key, template = "missed_known", known
+    vals = templates.values(config, line, caller_name=call.caller_name, did=call.did, at=max(send_at, now),
+                            contact=contact)
     text = templates.render(template, vals)
     info = templates.describe(text)
     return TextDecision(

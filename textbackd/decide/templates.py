@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 from textbackd.core import sms
 
 if TYPE_CHECKING:
+    from textbackd.core.model import Contact
     from textbackd.core.settings import Config, LineConfig, OpeningHours
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -199,7 +200,8 @@ def render(template: str, values: dict[str, str]) -> str:
         out += literal
         if field_name is None:
             continue
-        value = values.get(field_name, "")
+        field_name, _, fallback = field_name.partition("|")  # {first_name|there} (issue 14)
+        value = values.get(field_name, "") or fallback
         if value:
             if sentence_start:
                 value = (" " if out and not out.endswith("\n") else "") + _capitalize_first(value)
@@ -358,13 +360,21 @@ def format_number(number: str, region: str = "US") -> str:
     return phonenumbers.format_number(parsed, fmt)
 
 
-def values(config: Config, line: LineConfig | None, *, caller_name: str, did: str, at: datetime) -> dict[str, str]:
-    """The placeholder values for a text to a caller of ``did`` that goes out at ``at``."""
+def values(config: Config, line: LineConfig | None, *, caller_name: str, did: str, at: datetime,
+           contact: Contact | None = None) -> dict[str, str]:
+    """The placeholder values for a text to a caller of ``did`` that goes out at ``at``.
+
+    A ``contact`` (the office's address book) names the caller as the office wrote it; without one
+    the caller ID name is used when it looks like a person's (``person_name``). ``{first_name}``
+    is the contact's first name, else the first word of that person's name."""
     b = config.business
     hours = effective_hours(config, line)
+    name = contact.name if contact is not None else person_name(caller_name)
+    first = contact.first_name if contact is not None else (name.split()[0] if name else "")
     return {
         "business": (line.name if line is not None and line.name else "") or b.name,
-        "caller_name": person_name(caller_name),
+        "caller_name": name,
+        "first_name": first,
         "booking_link": (line.booking_link if line is not None and line.booking_link else "") or b.booking_link,
         "hours": compact_hours(hours, b.default_region),
         "next_open": next_open_phrase(hours, at, b.tz, b.default_region),
@@ -396,12 +406,14 @@ class RenderedTemplate:
     segments: int
     units: int
     warnings: tuple[str, ...] = ()
+    text_unknown: str = ""  # the same template for a caller with no known name ("" when it names nobody)
 
     def to_json(self) -> dict[str, object]:
         return {
             "key": self.key,
             "template": self.template,
             "text": self.text,
+            "text_unknown": self.text_unknown,
             "encoding": self.encoding,
             "segments": self.segments,
             "units": self.units,
@@ -411,13 +423,17 @@ class RenderedTemplate:
 
 def _fields_of(template: str) -> set[str]:
     try:
-        return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+        return {f.split("|", 1)[0] for _, f, _, _ in string.Formatter().parse(template) if f}
     except ValueError:
         return set()
 
 
+_NAME_FIELDS = frozenset({"caller_name", "first_name"})
+
+
 def render_one(key: str, template: str, vals: dict[str, str]) -> RenderedTemplate:
     text = render(template, vals)
+    unknown = render(template, {**vals, "caller_name": "", "first_name": ""}) if _fields_of(template) & _NAME_FIELDS else ""
     info = describe(text)
     warnings = []
     if info.segments > 1:
@@ -428,10 +444,10 @@ def render_one(key: str, template: str, vals: dict[str, str]) -> RenderedTemplat
     if info.encoding == "ucs2":
         chars = " ".join(repr(c) for c in sms.non_gsm7_chars(text))
         warnings.append(f"UCS-2 because of {chars}: 70 characters per text instead of 160")
-    for f in sorted(_fields_of(template)):
-        if f != "caller_name" and not vals.get(f):
+    for f in sorted(_fields_of(template) - _NAME_FIELDS):
+        if not vals.get(f):
             warnings.append(f"{{{f}}} is empty here (set it in the config)")
-    return RenderedTemplate(key, template, text, info.encoding, info.segments, info.units, tuple(warnings))
+    return RenderedTemplate(key, template, text, info.encoding, info.segments, info.units, tuple(warnings), unknown)
 
 
 def render_all(config: Config, now: datetime) -> list[RenderedTemplate]:
@@ -452,12 +468,16 @@ def render_all(config: Config, now: datetime) -> list[RenderedTemplate]:
     m = config.messages
     for k in ("missed", "after_hours", "opt_out", "opt_in", "help"):
         out.append(render_one(f"messages.{k}", getattr(m, k), base))
+    if m.missed_known:
+        out.append(render_one("messages.missed_known", m.missed_known, base))
     for i, line in enumerate(config.lines):
         lv = vals_for(line, line.did)
         for k in ("missed", "after_hours"):
             tpl = getattr(line, k) or getattr(m, k)
             r = render_one(f"lines[{i}].{k}", tpl, lv)
             out.append(r)
+        if line.missed_known:
+            out.append(render_one(f"lines[{i}].missed_known", line.missed_known, lv))
     for i, fu in enumerate(config.followups):
         out.append(render_one(f"followups[{i}].text", fu.text, base))
     return out

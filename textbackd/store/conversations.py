@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from textbackd.core.model import CallRecord, ConversationState, IncomingRecord, MessageRow, MessageState, TextKind
+from textbackd.core.model import (
+    CallRecord,
+    ConversationState,
+    EventType,
+    IncomingRecord,
+    MessageRow,
+    MessageState,
+    TextKind,
+)
+from textbackd.store import events
 from textbackd.store.db import Store, call_of, incoming_of, message_of
 
 
@@ -54,11 +63,15 @@ def set_claim(store: Store, number: str, who: str | None, at: float | None) -> N
 
 
 def set_handled(store: Store, number: str, who: str | None, at: float | None) -> None:
-    store.write(
-        """INSERT INTO conversations (number, handled_by, handled_at) VALUES (?,?,?)
-           ON CONFLICT(number) DO UPDATE SET handled_by=excluded.handled_by, handled_at=excluded.handled_at""",
-        (number, who, at),
-    )
+    """Mark (or, with ``at=None``, unmark) the conversation handled; a mark is a ``conversation.handled`` event."""
+    with store.tx():
+        store.write(
+            """INSERT INTO conversations (number, handled_by, handled_at) VALUES (?,?,?)
+               ON CONFLICT(number) DO UPDATE SET handled_by=excluded.handled_by, handled_at=excluded.handled_at""",
+            (number, who, at),
+        )
+        if at is not None:
+            events.record(store.db, EventType.CONVERSATION_HANDLED, state(store, number).to_public(), at=at)
 
 
 def last_activity(store: Store, number: str) -> float | None:

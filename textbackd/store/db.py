@@ -36,15 +36,26 @@ from textbackd.core.model import (
     CallRecord,
     EmailRow,
     EmailState,
+    EventType,
     IncomingRecord,
     MessageEvent,
     MessageRow,
     MessageState,
 )
-from textbackd.core.timeutil import to_dt, to_ts
+from textbackd.core.timeutil import iso, to_dt, to_ts
+from textbackd.store import events
 from textbackd.store.schema import MIGRATIONS, SCHEMA_VERSION, TRANSITIONS, _split_sql
 
 __all__ = ["Store", "MessageRow", "CallRecord", "SCHEMA_VERSION", "TRANSITIONS", "call_key", "to_dt", "marks"]
+
+
+# the webhook event of each state a text can reach (issue 14); other states are not told
+_TEXT_EVENTS = {
+    MessageState.SCHEDULED: EventType.TEXT_SCHEDULED,
+    MessageState.SENT: EventType.TEXT_SENT,
+    MessageState.DELIVERED: EventType.TEXT_DELIVERED,
+    MessageState.FAILED: EventType.TEXT_FAILED,
+}
 
 
 def call_key(call: Call) -> str:
@@ -139,14 +150,23 @@ class Store:
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         else:
             try:
                 self.db.execute("COMMIT")
             except sqlite3.Error as e:
-                self.db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"{self.path}: cannot write: {e}") from None
+
+    def _rollback(self) -> None:
+        """Undo the open transaction. SQLite may already have rolled it back itself (a full disk does that):
+        then there is nothing to undo, and the error that caused it is the one to report."""
+        if self.db.in_transaction:
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def close(self) -> None:
         self.db.close()
@@ -166,34 +186,47 @@ class Store:
     # -- calls ----------------------------------------------------------------------
 
     def record_call(self, call: Call, *, now: float | None = None) -> bool:
-        """Store a finished call; False when it was already there (replayed or resynced)."""
-        cur = self._write(
-            """INSERT OR IGNORE INTO calls (id, pbx, direction, outcome, missed, caller, caller_raw,
-               caller_name, did, started, answered_at, ended, ring_seconds, voicemail_left, voicemail_box,
-               answered_by, queue, channel, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-            (
-                call_key(call),
-                call.pbx,
-                str(call.direction),
-                str(call.outcome),
-                int(call.missed),
-                call.caller,
-                call.caller_raw,
-                call.caller_name,
-                call.did,
-                call.started.timestamp(),
-                to_ts(call.answered_at),
-                call.ended.timestamp(),
-                call.ring_seconds,
-                int(call.voicemail_left),
-                call.voicemail_box,
-                call.answered_by,
-                call.queue,
-                call.channel,
-                time.time() if now is None else now,
-            ),
-        )
-        return cur.rowcount == 1
+        """Store a finished call; False when it was already there (replayed or resynced).
+
+        A new inbound call is also a ``call.missed`` or ``call.answered`` event (issue 14), in the same
+        transaction. ``caller_name`` is the contact's name when the pipeline found one, ``carrier_name``
+        what the PBX said."""
+        key = call_key(call)
+        with self.tx():
+            cur = self._write(
+                """INSERT OR IGNORE INTO calls (id, pbx, direction, outcome, missed, caller, caller_raw,
+                   caller_name, did, started, answered_at, ended, ring_seconds, voicemail_left, voicemail_box,
+                   answered_by, queue, channel, recorded_at, carrier_name)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (
+                    key,
+                    call.pbx,
+                    str(call.direction),
+                    str(call.outcome),
+                    int(call.missed),
+                    call.caller,
+                    call.caller_raw,
+                    call.caller_name,
+                    call.did,
+                    call.started.timestamp(),
+                    to_ts(call.answered_at),
+                    call.ended.timestamp(),
+                    call.ring_seconds,
+                    int(call.voicemail_left),
+                    call.voicemail_box,
+                    call.answered_by,
+                    call.queue,
+                    call.channel,
+                    time.time() if now is None else now,
+                    call.caller_name if call.carrier_name is None else call.carrier_name,
+                ),
+            )
+            new = cur.rowcount == 1
+            if new and str(call.direction) == "inbound":
+                row = self.db.execute("SELECT * FROM calls WHERE id = ?", (key,)).fetchone()
+                etype = EventType.CALL_MISSED if call.missed else EventType.CALL_ANSWERED
+                events.record(self.db, etype, call_of(row).to_public(), at=row["recorded_at"])
+        return new
 
     def get_call(self, key: str) -> CallRecord | None:
         r = self.db.execute("SELECT * FROM calls WHERE id = ?", (key,)).fetchone()
@@ -271,6 +304,7 @@ class Store:
                     "INSERT INTO message_events (message_id, at, state, detail) VALUES (?,?,?,?)",
                     (mid, now, str(state), reason),
                 )
+                self._text_event(mid, state, now)
                 return mid
         except sqlite3.IntegrityError:
             return None
@@ -355,7 +389,16 @@ class Store:
                         "INSERT OR IGNORE INTO message_refs (sender, ref, message_id, at) VALUES (?,?,?,?)",
                         (fields["sender"], str(ref), mid, now),
                     )
+            if cur.state is not new and new is not MessageState.SCHEDULED:  # a retry is not news
+                self._text_event(mid, new, now)
         return True
+
+    def _text_event(self, mid: int, state: MessageState, now: float) -> None:
+        """The ``text.*`` event of a state change, inside its transaction (issue 14)."""
+        etype = _TEXT_EVENTS.get(state)
+        if etype is not None:
+            r = self.db.execute("SELECT * FROM messages WHERE id = ?", (mid,)).fetchone()
+            events.record(self.db, etype, message_of(r).to_public(), at=now)
 
     def due_messages(self, now: float, *, limit: int = 100) -> list[MessageRow]:
         rows = self.db.execute(
@@ -413,14 +456,18 @@ class Store:
     ) -> int | None:
         """Store a received text; None when the provider already delivered this one."""
         try:
-            cur = self._write(
-                """INSERT INTO incoming (sender, from_number, to_number, text, received_at, provider_id,
-                   call_id, keyword) VALUES (?,?,?,?,?,?,?,?)""",
-                (sender, from_number, to_number, text, received_at, provider_id, call_id, keyword),
-            )
+            with self.tx():
+                cur = self._write(
+                    """INSERT INTO incoming (sender, from_number, to_number, text, received_at, provider_id,
+                       call_id, keyword) VALUES (?,?,?,?,?,?,?,?)""",
+                    (sender, from_number, to_number, text, received_at, provider_id, call_id, keyword),
+                )
+                iid = int(cur.lastrowid)
+                r = self.db.execute("SELECT * FROM incoming WHERE id = ?", (iid,)).fetchone()
+                events.record(self.db, EventType.REPLY_RECEIVED, incoming_of(r).to_public(), at=received_at)
         except sqlite3.IntegrityError:
             return None
-        return int(cur.lastrowid)
+        return iid
 
     def incoming(self, *, number: str | None = None, limit: int = 50) -> list[IncomingRecord]:
         if number:
@@ -442,6 +489,8 @@ class Store:
                 "INSERT INTO opt_out_events (number, at, active, source) VALUES (?,?,?,?)",
                 (number, now, int(active), source),
             )
+            events.record(self.db, EventType.OPTOUT_CHANGED,
+                          {"number": number, "active": active, "changed_at": iso(to_dt(now)), "source": source}, at=now)
 
     def is_opted_out(self, number: str) -> bool:
         r = self.db.execute("SELECT active FROM opt_outs WHERE number = ?", (number,)).fetchone()

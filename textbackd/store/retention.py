@@ -59,6 +59,12 @@ def purge(store: Store, cutoff: float, *, now: float | None = None) -> dict[str,
             "COALESCE(last_in_at, 0)) < ?", (cutoff,)
         ).rowcount
         counts["login_attempts"] = db.execute("DELETE FROM login_attempts WHERE at < ?", (cutoff,)).rowcount
+        # issue 14: webhook events (copies of calls and texts) go with them, once no endpoint still waits for one
+        counts["events"] = db.execute(
+            """DELETE FROM events WHERE at < ? AND NOT EXISTS
+               (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id AND d.state = 'pending')""",
+            (cutoff,),
+        ).rowcount
     return counts
 
 
@@ -136,6 +142,8 @@ def forget(store: Store, number: str, *, now: float) -> dict[str, int]:
         counts["emails"] = sum(db.execute("DELETE FROM emails WHERE id = ?", (i,)).rowcount for i in emails)
         db.execute("DELETE FROM opt_out_events WHERE number = ?", (number,))
         counts["staff_actions"] = db.execute("DELETE FROM audit WHERE number = ?", (number,)).rowcount
+        # issue 14: webhook events naming it (their deliveries go with them: nothing more is sent about it)
+        counts["events"] = db.execute("DELETE FROM events WHERE data LIKE ?", (f'%"{number}"%',)).rowcount
         db.execute("DELETE FROM conversations WHERE number = ?", (number,))
         opted = db.execute("SELECT active FROM opt_outs WHERE number = ?", (number,)).fetchone()
         if opted and opted[0]:

@@ -243,6 +243,71 @@ MIGRATIONS: tuple[str, ...] = (
                                       AND m.kind = 'staff'), 0))
         WHERE unread > 0;
     """,
+    # 5 → 6 (issue 14): contacts, webhooks out, the JSON API.
+    # - calls.carrier_name: the caller ID name as the PBX gave it, kept beside caller_name (which a contact's
+    #   name replaces); NULL on calls stored before this version (caller_name was the carrier's then).
+    # - events: one row per call.missed, text.sent, reply.received ..., written in the same transaction as the
+    #   change it describes (store/events.py), and one webhook_deliveries row per endpoint that wants it, so a
+    #   crash can neither lose an event nor invent one. uid is the webhook-id on every retry.
+    # - webhook_endpoints: the [[webhooks]] of the config (synced at start) and whether 410 Gone disabled one.
+    # - api_tokens (the SHA-256 of each token, never the token) and api_idempotency (Idempotency-Key answers).
+    """
+    ALTER TABLE calls ADD COLUMN carrier_name TEXT;
+
+    CREATE TABLE events (
+        id    INTEGER PRIMARY KEY,
+        uid   TEXT NOT NULL UNIQUE,         -- "msg_<hex>": the webhook-id
+        type  TEXT NOT NULL,                -- core.model.EventType
+        at    REAL NOT NULL,
+        data  TEXT NOT NULL                 -- JSON: the call, text, reply... as the API shows it
+    );
+    CREATE INDEX events_at ON events(at);
+
+    CREATE TABLE webhook_endpoints (
+        name            TEXT PRIMARY KEY,   -- [[webhooks]] name
+        events          TEXT NOT NULL,      -- JSON list of the event types it receives
+        active          INTEGER NOT NULL DEFAULT 1,  -- 0: no longer in the config
+        disabled_at     REAL,               -- 410 Gone (until `textbackd webhooks enable NAME`)
+        disabled_reason TEXT NOT NULL DEFAULT ''
+    );
+
+    CREATE TABLE webhook_deliveries (
+        id           INTEGER PRIMARY KEY,
+        endpoint     TEXT NOT NULL,
+        event_id     INTEGER NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+        state        TEXT NOT NULL,         -- pending | delivered | failed
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        created      REAL NOT NULL,
+        next_try     REAL NOT NULL,
+        delivered_at REAL,
+        last_status  INTEGER,
+        last_error   TEXT NOT NULL DEFAULT ''
+    );
+    CREATE UNIQUE INDEX webhook_deliveries_one ON webhook_deliveries(endpoint, event_id);
+    CREATE INDEX webhook_deliveries_queue ON webhook_deliveries(endpoint, state, event_id);
+    CREATE INDEX webhook_deliveries_event ON webhook_deliveries(event_id);
+
+    CREATE TABLE api_tokens (
+        name       TEXT PRIMARY KEY,
+        scope      TEXT NOT NULL,           -- read | write
+        hash       TEXT NOT NULL UNIQUE,    -- sha256 hex of the token
+        created    REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        last_used  REAL,
+        revoked_at REAL
+    );
+
+    CREATE TABLE api_idempotency (
+        token    TEXT NOT NULL,             -- the token's name
+        key      TEXT NOT NULL,             -- the Idempotency-Key header
+        request  TEXT NOT NULL,             -- sha256 of method, path and body: a key reused for another request is refused
+        status   INTEGER NOT NULL,
+        response TEXT NOT NULL,             -- the JSON answered the first time
+        created  REAL NOT NULL,
+        PRIMARY KEY (token, key)
+    );
+    CREATE INDEX api_idempotency_created ON api_idempotency(created);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

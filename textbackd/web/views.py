@@ -20,9 +20,9 @@ from textbackd.core.errors import TextbackError
 from textbackd.core.figures import Figures, duration
 from textbackd.core.model import CallFilter, Role
 from textbackd.staff import accounts, actions
+from textbackd.store import conversations as conv_q
 from textbackd.store import figures as figures_q
 from textbackd.store import pages
-from textbackd.store import conversations as conv_q
 from textbackd.web import charts
 from textbackd.web.guard import (
     CSP,

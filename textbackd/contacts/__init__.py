@@ -1,0 +1,1 @@
+"""The office's address book (issue 14): see ``book.py``."""
