@@ -16,10 +16,11 @@ new one behind the same ``link`` symlink). A Wavecom-like profile answers
 **Pausing at a step of a send**, so a test can kill the daemon exactly there
 (``pause_at(step, skip=n)``, then ``await sim.paused.wait()`` ... ``resume()``):
 ``"cmgs_command"`` (``AT+CMGS=<len>`` read, no prompt yet), ``"prompt"`` (the ``> ``
-written; the PDU, if the daemon writes it, stays unread in the pty), ``"pdu"`` (the PDU
-read and taken, no ``+CMGS`` yet), ``"cmgs"`` (``+CMGS: <mr>`` written, its ``OK`` not
-yet), or ``"command:<PREFIX>"`` (a command read and not answered). While paused the
-simulator reads nothing and holds what it would answer.
+written; what the daemon writes next, its PDU, is buffered in ``unread`` and not acted
+on), ``"pdu"`` (the PDU read and taken, no ``+CMGS`` yet), ``"cmgs"`` (``+CMGS: <mr>``
+written, its ``OK`` not yet), or ``"command:<PREFIX>"`` (a command read and not
+answered). While paused the simulator acts on nothing it reads and holds what it would
+answer.
 
 The port being opened is seen through the pty's packet mode: every open by pyserial
 flushes the input queue, which the master side reads as a ``TIOCPKT_FLUSHREAD``
@@ -243,8 +244,7 @@ class ModemSimulator:
                 os.unlink(self.link)
             os.symlink(self._pty, self.link)
         assert self._loop is not None
-        if not self._paused:
-            self._loop.add_reader(master, self._readable)
+        self._loop.add_reader(master, self._readable)
 
     def _close_pty(self) -> None:
         if self._master is None:
@@ -327,8 +327,7 @@ class ModemSimulator:
         held, self._held = self._held, []
         for data in held:
             self._write(data)
-        if self._master is not None and self._loop is not None:
-            self._loop.add_reader(self._master, self._readable)
+        if self._master is not None:
             self._process()
 
     def _at_step(self, step: str) -> bool:
@@ -343,8 +342,6 @@ class ModemSimulator:
         self._pause_step = None
         self._paused = True
         self.paused_at = step
-        if self._master is not None and self._loop is not None:
-            self._loop.remove_reader(self._master)
         self.paused.set()
         return True
 
@@ -424,7 +421,13 @@ class ModemSimulator:
         if not data:
             return
         self._buf += data
-        self._process()
+        if not self._paused:
+            self._process()
+
+    @property
+    def unread(self) -> bytes:
+        """What the daemon wrote that the simulator has not acted on yet (while paused: the PDU after a prompt)."""
+        return self._buf
 
     def _opened(self) -> None:
         """The daemon opened the port (again)."""
