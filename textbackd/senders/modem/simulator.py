@@ -19,8 +19,9 @@ new one behind the same ``link`` symlink). A Wavecom-like profile answers
 written; what the daemon writes next, its PDU, is buffered in ``unread`` and not acted
 on), ``"pdu"`` (the PDU read and taken, no ``+CMGS`` yet), ``"cmgs"`` (``+CMGS: <mr>``
 written, its ``OK`` not yet), or ``"command:<PREFIX>"`` (a command read and not
-answered). While paused the simulator acts on nothing it reads and holds what it would
-answer.
+answered), or ``"between_parts"`` (an ``AT+CMGS=<len>`` right after a part of a linked
+text that was not its last: the kill between parts). While paused the simulator acts on
+nothing it reads and holds what it would answer.
 
 The port being opened is seen through the pty's packet mode: every open by pyserial
 flushes the input queue, which the master side reads as a ``TIOCPKT_FLUSHREAD``
@@ -36,8 +37,8 @@ In-process (same asyncio loop as the daemon)::
     sim.fail_next_send(38); sim.inject_urc('+CMTI: "SM",9'); sim.silent = True
     await sim.unplug(); await sim.replug(); await sim.stop()
 
-As a program: ``python -m textbackd.modem.simulator [--link PATH] [--control SOCK]
-[--profile huawei|sim800|quectel] [--pin 1234]`` prints one JSON line
+As a program: ``python -m textbackd.senders.modem.simulator [--link PATH] [--control SOCK]
+[--profile huawei|sim800|quectel|wavecom] [--pin 1234]`` prints one JSON line
 ``{"device": ..., "pty": ..., "control": ...}`` and serves the control socket: a
 Unix stream socket taking JSON lines — ``{"cmd": "incoming", "from": "+1...",
 "text": "..."}``, ``{"cmd": "status_report", "reference": 5, "status": 0}``,
@@ -86,7 +87,7 @@ PROFILES = {
     "wavecom": {"maker": " WAVECOM MODEM", "model": " MULTIBAND  900E  1800 ", "revision": None, "prompt": b"\r\n> ",
                 "noise": "+WIND: 4", "boot": (), "cpin_without_ok": True},
 }
-STEPS = ("cmgs_command", "prompt", "pdu", "cmgs")
+STEPS = ("cmgs_command", "prompt", "pdu", "cmgs", "between_parts")
 TIOCPKT = getattr(termios, "TIOCPKT", 0x5420)
 TIOCPKT_FLUSHREAD = 0x01
 
@@ -603,7 +604,9 @@ class ModemSimulator:
             except ValueError:
                 self._cms(304)
                 return
-            if self._at_step("cmgs_command"):
+            last = self.taken[-1] if self.taken else None
+            between = last is not None and last.part < last.total
+            if self._at_step("cmgs_command") or (between and self._at_step("between_parts")):
                 self._say(self.p["prompt"])  # held until resume
                 return
             self._say(self.p["prompt"])
@@ -782,7 +785,7 @@ async def _amain(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m textbackd.modem.simulator", description="A fake GSM modem on a pty.")
+    ap = argparse.ArgumentParser(prog="python -m textbackd.senders.modem.simulator", description="A fake GSM modem on a pty.")
     ap.add_argument("--link", help="symlink to create to the pty (stable device path across unplug/replug)")
     ap.add_argument("--control", help="Unix socket for JSON-lines control commands")
     ap.add_argument("--profile", default="huawei", choices=sorted(PROFILES))
