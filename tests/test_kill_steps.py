@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from e2e import capture, query, rewrite, settled, spawn_daemon, stop_daemon, wait_until, write_config
 
-from textbackd.pbx.asterisk.replay_server import AmiReplayServer
+from textbackd.pbx.asterisk.replay_server import AmiReplayServer, Block
 from textbackd.senders.modem.simulator import ModemSimulator
 
 pytestmark = pytest.mark.slow
@@ -45,13 +45,18 @@ class Outcome:
 
 
 def one_call(caller: str, lead_in: float) -> list:
-    """The recorded busy call, from ``caller``, starting ``lead_in`` seconds after the daemon logs in."""
-    return [replace(b, at=b.at + lead_in) for b in rewrite(capture("05-busy"), "+12125550105", caller)]
+    """The recorded busy call, from ``caller``, starting ``lead_in`` seconds after the daemon logs in (the replay
+    paces from its first block: an event no tracker uses opens the stream)."""
+    call = rewrite(capture("05-busy"), "+12125550105", caller)
+    t0 = call[0].at
+    quiet = Block(0.0, b"Event: DeviceStateChange\r\nPrivilege: call,all\r\nDevice: PJSIP/101\r\nState: NOT_INUSE\r\n\r\n")
+    return [quiet] + [replace(b, at=b.at - t0 + lead_in) for b in call]
 
 
-def config(tmp: Path, port: int, device: str, long: bool) -> Path:
+def config(tmp: Path, port: int, device: str, long: bool, command_timeout: int = 5) -> Path:
     extra = f'\n[messages]\nmissed = "{LONG}"\n' if long else ""
     cfg = write_config(tmp, ami_port=port, device=device, grace=0, extra=extra)
+    cfg.write_text(cfg.read_text().replace("command_timeout = 5\n", f"command_timeout = {command_timeout}\n"))
     return cfg
 
 
@@ -67,8 +72,11 @@ async def scenario(tmp: Path, step: str, caller: str, long: bool) -> Outcome:
     elif step != "sent":
         sim.pause_at(step, skip=skip)
     try:
-        async with AmiReplayServer(one_call(caller, 1.5), secret="e2e-secret", speed=1, resume=True) as srv:
-            cfg = config(tmp, srv.port, sim.device, long)
+        # claimed: the call comes well after the modem started reading the reply (which it then holds up to
+        # command_timeout), so the text is claimed while the modem is busy, even on a loaded machine
+        lead_in, timeout = (5.0, 20) if step == "claimed" else (1.5, 5)
+        async with AmiReplayServer(one_call(caller, lead_in), secret="e2e-secret", speed=1, resume=True) as srv:
+            cfg = config(tmp, srv.port, sim.device, long, timeout)
             proc = await spawn_daemon(cfg, log)
             try:
                 await wait_until(lambda: srv.sessions >= 1, 30, what="the daemon's AMI login")
