@@ -114,13 +114,13 @@ def test_send_command_leaves_replies_on_the_sim(simproc, tmp_path, capsys):
 
 
 def test_send_command_down_modem_exits_tempfail_with_reason(tmp_path, capsys):
-    """Sending via an unplugged modem exits 75 with the device's reason on stderr and no JSON."""
+    """Sending via an unplugged modem exits 75 once --retry-for is spent, with the device's reason on stderr and no JSON."""
     cfg = write_config(tmp_path, str(tmp_path / "nothing"))
-    rc = cli.main(["send", "-c", cfg, "--via", "modem2", "--to", "+12125550104", "hi"])
+    rc = cli.main(["send", "-c", cfg, "--via", "modem2", "--to", "+12125550104", "--retry-for", "1", "hi"])
     captured = capsys.readouterr()
     assert rc == 75
     assert captured.out == ""
-    assert "no such device" in captured.err and "temporary" in captured.err
+    assert "no such device" in captured.err and "temporary" in captured.err and "after 2 attempts" in captured.err
 
 
 def test_send_command_permanent_error_exits_1(simproc, tmp_path, capsys):

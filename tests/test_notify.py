@@ -326,8 +326,10 @@ async def test_digest_mode_mails_each_past_hour_with_missed_calls_once(store, sm
 
 
 async def test_a_running_daemon_mails_staff_about_texts_a_crash_left_unknown(tmp_path, smtp):
-    """A text left 'sending' by a crash becomes 'unknown' at the next start and staff get one mail about it."""
+    """A text a crash left 'sending' after its hand-over becomes 'unknown' at the next start and staff get one mail
+    about it, saying how to send it again on purpose."""
     from textbackd.daemon.service import Daemon
+    from textbackd.store import outbox as outbox_q
 
     ctl, inbox = smtp
     db = tmp_path / "d.db"
@@ -335,6 +337,7 @@ async def test_a_running_daemon_mails_staff_about_texts_a_crash_left_unknown(tmp
     now = T0.timestamp()
     mid = store.add_message(to=CALLER, kind="textback", state=MessageState.SCHEDULED, now=now, text="Sorry we missed you")
     store.transition(mid, MessageState.SENDING, now=now + 1)
+    outbox_q.hand_over(store, mid, part=1, total=1, sender="modem1", now=now + 1.5)
     store.close()
     cfg = config.parse(
         {
@@ -361,4 +364,5 @@ async def test_a_running_daemon_mails_staff_about_texts_a_crash_left_unknown(tmp
     (_, _, msg), = inbox.mails
     assert msg["Subject"] == "1 text(s) with an unknown outcome"
     assert "(212) 555-0134 (textback): Sorry we missed you" in msg.get_content()
+    assert f"textbackd resend {mid}" in msg.get_content()
     assert Store(db).message(mid).state is MessageState.UNKNOWN

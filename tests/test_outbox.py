@@ -77,7 +77,9 @@ async def test_due_text_is_sent_once_and_recorded(store):
     m = store.message(mid)
     assert m.state is MessageState.SENT and m.sender == "modem1" and m.refs == ("1",)
     assert len(s1.sent) == 1
-    assert [e.state for e in store.message_events(mid)] == ["scheduled", "sending", "sent"]
+    events = store.message_events(mid)
+    assert [e.state for e in events] == ["scheduled", "sending", "sending", "sent"]
+    assert events[2].detail == "handed over to modem1"  # the second mark, before the sender was called
 
 
 async def test_not_yet_due_text_waits(store):

@@ -75,19 +75,6 @@ def test_transitions_are_recorded_and_checked(tmp_path):
         s.transition(mid, MessageState.SCHEDULED, now=4.0)
 
 
-def test_interrupted_sends_become_unknown_not_resent(tmp_path):
-    """After a crash, texts left in `sending` are marked unknown and are not due again."""
-    path = tmp_path / "t.db"
-    s = Store(path)
-    mid = s.add_message(to="+12125550102", kind="textback", state=MessageState.SCHEDULED, now=1.0)
-    s.transition(mid, MessageState.SENDING, now=2.0)
-    s.close()
-    s2 = Store(path)
-    assert [m.id for m in s2.recover_interrupted(now=10.0)] == [mid]
-    assert s2.message(mid).state is MessageState.UNKNOWN
-    assert s2.due_messages(now=100.0) == []
-
-
 def test_opt_out_survives_reopen(tmp_path):
     """An opt-out is kept across restarts, and its history is recorded."""
     path = tmp_path / "t.db"

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from textbackd.commands._common import dump_json, load_config, local_time, parse_since, table
+from textbackd.store import outbox as outbox_q
 from textbackd.store.db import Store
 
 NAME = "messages"
@@ -17,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--number", help="only texts to this number")
     p.add_argument("--state", action="append", default=[], help="only this state (repeatable)")
     p.add_argument("-n", "--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true", help="one JSON object per line, with the state history")
+    p.add_argument("--json", action="store_true", help="one JSON object per line, with the state history and parts")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
             d["state"] = str(m.state)
             d["refs"] = list(m.refs)
             d["history"] = [dataclasses.asdict(e) for e in store.message_events(m.id)]
+            d["parts"] = outbox_q.parts_json(store, m.id)  # each part as its sender took it (issue 18)
             out.append(d)
         dump_json(out)
         return 0

@@ -4,7 +4,9 @@ Reads the device of the first ``kind = "modem"`` sender (or ``--sender``, or
 ``--device`` — which works without a configuration file too), runs the same init
 as the daemon (PIN from the configuration, entered at most once) and prints maker,
 model, firmware, the IMEI's last digits, SIM state, operator, registration and
-signal in dBm. Texts waiting on the SIM are left there for the daemon.
+signal in dBm, and, when the modem hung while it was asked, what the recovery ladder
+did (ESC, ``AT``, ``ATZ`` and re-init, reopening the port). Texts waiting on the SIM are
+left there for the daemon.
 """
 
 from __future__ import annotations
@@ -76,12 +78,15 @@ def run(args: argparse.Namespace) -> int:
     if status["state"] != "ready":
         print(f"textbackd modem-info: {status['reason'] or sc.device + ': ' + status['state']}", file=sys.stderr)
         return 1
+    recovery = {k: status[k] for k in ("last_recovery", "resets") if status.get("last_recovery")}
     if args.json:
-        print(json.dumps({"device": sc.device, **{k: status.get(k) for k, _ in FIELDS}}))
+        print(json.dumps({"device": sc.device, **{k: status.get(k) for k, _ in FIELDS}, **recovery}))
     else:
         print(f"device: {sc.device}")
         for key, label in FIELDS:
             val = status.get(key)
             print(f"{label}: {'unknown' if val in (None, '') else val}")
+        if recovery:  # the modem hung during this check and the recovery ladder brought it back
+            print(f"recovery: {recovery['last_recovery']} (resets: {recovery['resets']})")
     return 0
 

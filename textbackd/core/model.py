@@ -200,6 +200,7 @@ class DeliveryReport:
     final: bool
     at: datetime
     detail: str = ""
+    recipient: str = ""  # the number the report is about, when the sender says (a modem's status report does)
 
 
 # --------------------------------------------------------------------------------------
@@ -278,7 +279,8 @@ class MessageRow:
 
 @dataclass(frozen=True, slots=True)
 class MessageEvent:
-    """One state change of a text (``message_events`` row)."""
+    """One state change of a text, or a mark within ``sending`` (a part handed over, accepted,
+    refused: ``store/outbox.py``) (``message_events`` row)."""
 
     at: float
     state: str
@@ -354,6 +356,55 @@ class ConversationState:
         counters the front desk's triggers keep are not part of it."""
         d = {k: getattr(self, k) for k in ("number", "claimed_by", "claimed_at", "handled_by", "handled_at")}
         return _iso_fields(d, ("claimed_at", "handled_at"))
+
+
+# --------------------------------------------------------------------------------------
+# the parts of a text as its sender took them (issue 18: crash safety; issue 13: multipart resume)
+
+
+class PartState(enum.StrEnum):
+    """Where one part of a text stands with its sender (``message_parts.state``).
+
+    A part is recorded ``handed_over`` on disk *before* the byte that is the point of no
+    return leaves (the PDU and Ctrl-Z for a modem, the request for a gateway); the sender's
+    answer makes it ``accepted`` (with its TP-MR or provider id) or ``refused`` (a ``+CMS
+    ERROR``, a 5xx: it did not go out and may be sent again). A part still ``handed_over``
+    when its send ended without an answer (a crash, the device gone) is *in doubt*.
+    """
+
+    HANDED_OVER = "handed_over"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class SendProgress:
+    """What earlier attempts left of the current copy of a text: a resumed send goes out
+    through ``sender`` with the same ``concat_ref`` and numbering, and never sends a part in
+    ``accepted`` or ``in_doubt`` again."""
+
+    sender: str
+    total: int
+    concat_ref: int | None
+    accepted: tuple[tuple[int, str], ...] = ()  # (part, ref), part order
+    in_doubt: tuple[int, ...] = ()  # handed over, no answer: may be on the phone
+
+    @property
+    def out(self) -> frozenset[int]:
+        """Parts never to send again in this copy."""
+        return frozenset(p for p, _ in self.accepted) | frozenset(self.in_doubt)
+
+    @property
+    def missing(self) -> tuple[int, ...]:
+        """Parts never handed over (or refused), in order."""
+        return tuple(p for p in range(1, self.total + 1) if p not in self.out)
+
+    def describe(self) -> str:
+        """``"1 of 3 parts went out"`` (plus the parts in doubt), for reasons and staff mail."""
+        words = f"{len(self.accepted)} of {self.total} part{'s' if self.total != 1 else ''} went out"
+        if self.in_doubt:
+            words += f", part {', '.join(map(str, self.in_doubt))} may have"
+        return words
 
 
 # --------------------------------------------------------------------------------------

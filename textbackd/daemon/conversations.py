@@ -22,7 +22,8 @@ from textbackd.core.settings import Config
 from textbackd.core.timeutil import to_dt
 from textbackd.decide import templates
 from textbackd.store import conversations as conv_q
-from textbackd.store.db import Store
+from textbackd.store import outbox as outbox_q
+from textbackd.store.db import MessageRow, Store
 
 log = structlog.get_logger(__name__)
 
@@ -103,20 +104,27 @@ class Conversations:
                 await r
 
     async def delivery_report(self, report: DeliveryReport) -> None:
-        m = self.store.message_by_ref(report.sender, report.reference)
+        """A report names one part (a modem's TP-MR) or one text (a gateway's id). A part whose hand-over got
+        no answer is found by the id it was expected to get and its recipient (``store/outbox.match_report``);
+        a multipart text is ``delivered`` once every part is."""
+        def find() -> MessageRow | None:
+            return outbox_q.match_report(self.store, report.sender, report.reference, report.recipient, now=self.clock())
+
+        m = find()
         # A fast report can overtake the outbox's `sent` mark (the references are stored
         # with it): give the outbox a moment instead of dropping the report.
         for _ in range(self.dlr_wait_steps):
             if m is not None and m.state is not MessageState.SENDING:
                 break
             await asyncio.sleep(0.1)
-            m = self.store.message_by_ref(report.sender, report.reference)
+            m = find()
         if m is None:
             log.info("dlr_unmatched", sender=report.sender, reference=report.reference)
             return
         now = self.clock()
         if report.delivered:
-            if m.state in (MessageState.SENT, MessageState.UNKNOWN, MessageState.FAILED):
+            whole = outbox_q.part_delivered(self.store, m.id, report.sender, report.reference, report.at.timestamp())
+            if whole and m.state in (MessageState.SENT, MessageState.UNKNOWN, MessageState.FAILED):
                 self.store.transition(m.id, MessageState.DELIVERED, now=now, detail=report.detail or "delivered",
                                       delivered_at=report.at.timestamp())
         elif report.final and m.state in (MessageState.SENT, MessageState.UNKNOWN):

@@ -250,21 +250,30 @@ class Notifier:
                           number=number if number.startswith("+") else None, call_id=call_key(call))
 
     def on_unknown(self, rows: Sequence[MessageRow]) -> int | None:
-        """Texts whose fate is unknown (the process died mid-send, or a send timed out after leaving):
-        textbackd never re-sends them blindly, so staff are told and can check with the caller."""
+        """Texts whose fate is unknown (the process died mid-send, or a send timed out after leaving), and
+        texts that failed after some of their parts went out (the caller holds a fragment): textbackd never
+        re-sends them blindly, so staff are told and can check with the caller or resend one on purpose."""
         if not (self.enabled and rows):
             return None
         cfg = self.config
-        body = [
-            f"{len(rows)} text(s) may or may not have reached the caller (the send was interrupted or timed out after",
-            "it left). textbackd does not send them again on its own, so nobody gets the same text twice.",
-            "If it matters, call or text the caller yourself.",
-            "",
-        ]
+        unknown = [m for m in rows if m.state is not MessageState.FAILED]
+        body = []
+        if unknown:
+            body += [
+                f"{len(unknown)} text(s) may or may not have reached the caller (the send was interrupted or timed out",
+                "after it left). textbackd does not send them again on its own, so nobody gets the same text twice.",
+            ]
+        if len(unknown) < len(rows):
+            body += [f"{len(rows) - len(unknown)} text(s) failed after part of them went out: the caller has a fragment."]
+        body += ["If it matters, call or text the caller yourself, or send one again on purpose (the caller may",
+                 "then get a second copy): textbackd resend MESSAGE_ID", ""]
         for m in rows:
             body.append(f"  {_short_local(cfg, m.updated)}  {_who(cfg, m.to_number)} ({m.kind}): {m.text}")
+            body.append(f"      {m.state}: {m.reason}  →  textbackd resend {m.id}")
         body += ["", "See: textbackd messages --state unknown"]
-        return self.queue("unknown", f"{len(rows)} text(s) with an unknown outcome", "\n".join(body) + "\n")
+        subject = (f"{len(rows)} text(s) with an unknown outcome" if not len(unknown) < len(rows)
+                   else f"{len(rows)} text(s) that may not have reached the caller whole")
+        return self.queue("unknown", subject, "\n".join(body) + "\n")
 
     # -- periodic checks ----------------------------------------------------------------
 

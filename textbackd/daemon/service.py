@@ -118,9 +118,7 @@ class Daemon:
         pipeline = Pipeline(store, cfg)
         self.pipeline = pipeline
         self._load_contacts("start")
-        unknown = store.recover_interrupted(self.clock())
-        for m in unknown:
-            log.warning("text_outcome_unknown_after_restart", message=m.id, to=mask(m.to_number, cfg.logging.log_numbers))
+        unknown = self._recover_interrupted(store)
         self.senders = list(self._senders_override) if self._senders_override is not None else [
             build_sender(s.name, cfg) for s in cfg.senders
         ]
@@ -293,6 +291,8 @@ class Daemon:
                 self.followups.on_text_state(m, state)  # schedule follow-ups once a text-back is sent
                 if state is MessageState.UNKNOWN and self.notifier is not None:
                     self.notifier.on_unknown([self.store.message(m.id)] if self.store else [m])
+                if state is MessageState.FAILED:
+                    self._tell_staff_of_fragment(m)
             except Exception:
                 log.exception("followups_failed", message=m.id)
         self._publish("text", m.to_number)
@@ -300,6 +300,30 @@ class Daemon:
             r = self.on_text(m, state, detail)
             if asyncio.iscoroutine(r):
                 await r
+
+    # -- texts a crash left `sending` (issue 18) ---------------------------------------
+
+    def _recover_interrupted(self, store: Store) -> list[MessageRow]:
+        """Claimed but never handed over → sent again (the rest of a multipart text, with its reference);
+        every part accepted → sent; a part handed over without an answer → unknown (returned, for staff)."""
+        from textbackd.store.outbox import recover_interrupted
+
+        numbers = self.config.logging.log_numbers
+        rec = recover_interrupted(store, self.clock())
+        for m in rec.resumed:
+            log.info("text_resumed_after_restart", message=m.id, to=mask(m.to_number, numbers))
+        for m in rec.sent:
+            log.info("text_sent_before_restart", message=m.id, to=mask(m.to_number, numbers))
+        for m in rec.unknown:
+            log.warning("text_outcome_unknown_after_restart", message=m.id, to=mask(m.to_number, numbers))
+        return rec.unknown
+
+    def _tell_staff_of_fragment(self, m: MessageRow) -> None:
+        """A text that failed after some of its parts went out: the caller holds a fragment; staff are told."""
+        from textbackd.store.outbox import progress
+
+        if self.store is not None and self.notifier is not None and progress(self.store, m.id) is not None:
+            self.notifier.on_unknown([self.store.message(m.id)])
 
     # -- calls in progress survive a crash ----------------------------------------------
 

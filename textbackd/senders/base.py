@@ -13,6 +13,17 @@ A sender turns ``(to, text)`` into a ``SendResult`` or raises one of the
 
 Incoming texts and delivery reports go to an ``InboundSink`` given at start.
 
+**The hand-over mark** (issue 18). ``send`` gets a ``SendTrack`` from the outbox and calls
+``track.handing_over(part, total)`` just *before* writing the byte that is the point of no
+return (a modem: the PDU and its Ctrl-Z; a gateway: the request, once connected), and
+``track.accepted(part, ref)`` when the part was taken. Each call is on disk when it returns,
+so after a crash the outbox knows which parts may have left. ``track.progress()`` says what an
+earlier attempt of this text already sent: a resumed send goes out through the same sender,
+with the same concatenation reference, and never sends those parts again. ``handing_over``
+raises ``TemporarySendError`` when the mark cannot be written: then nothing may be written
+either. A sender whose ``send`` takes no ``track`` is marked handed over before it is called
+(a crash then leaves its text ``unknown``, the safe side).
+
 A kind is one folder (``senders/<kind>/``) whose ``__init__`` exposes ``KIND``, an
 object of this module's ``SenderKind`` protocol; ``senders/registry.py`` lists them.
 The ``__init__`` stays cheap (no aiohttp, no serial): the sender and its routes are
@@ -25,7 +36,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from textbackd.core.model import DeliveryReport, IncomingText, SendResult
+from textbackd.core.model import DeliveryReport, IncomingText, SendProgress, SendResult
 from textbackd.core.settings import SenderConfig
 
 if TYPE_CHECKING:
@@ -39,6 +50,56 @@ class InboundSink(Protocol):
     async def delivery_report(self, report: DeliveryReport) -> None: ...
 
 
+class SendTrack(Protocol):
+    """The outbox's side of one send (see the module docstring); every call is on disk when it returns."""
+
+    def progress(self) -> SendProgress | None:
+        """What earlier attempts of this text sent (None: nothing went out yet)."""
+
+    def handing_over(self, part: int, total: int, *, concat_ref: int | None = None,
+                     expected_ref: str | None = None) -> None:
+        """Mark ``part`` (1-based) as leaving now; raises ``TemporarySendError`` if that cannot be recorded."""
+
+    def accepted(self, part: int, ref: str) -> None:
+        """The sender took ``part`` with this reference (TP-MR, provider id)."""
+
+
+class MemoryTrack:
+    """A ``SendTrack`` kept in memory: one text's attempts within one process (``textbackd send``)."""
+
+    def __init__(self, sender: str = "") -> None:
+        self.sender = sender
+        self.total = 0
+        self.concat_ref: int | None = None
+        self.parts: dict[int, str | None] = {}  # part → ref (None: handed over, no answer yet)
+        self.attempt: set[int] = set()  # parts handed over in the attempt under way
+
+    def progress(self) -> SendProgress | None:
+        if not self.parts:
+            return None
+        return SendProgress(
+            self.sender, self.total, self.concat_ref,
+            accepted=tuple((p, r) for p, r in sorted(self.parts.items()) if r is not None),
+            in_doubt=tuple(p for p, r in sorted(self.parts.items()) if r is None),
+        )
+
+    def handing_over(self, part: int, total: int, *, concat_ref: int | None = None,
+                     expected_ref: str | None = None) -> None:
+        self.total, self.concat_ref = total, concat_ref
+        self.parts[part] = None
+        self.attempt.add(part)
+
+    def accepted(self, part: int, ref: str) -> None:
+        self.parts[part] = ref
+
+    def refused(self) -> None:
+        """The attempt ended with an error (temporary or permanent): its unanswered parts did not go out."""
+        for p in self.attempt:
+            if self.parts.get(p, "") is None:
+                del self.parts[p]
+        self.attempt.clear()
+
+
 @runtime_checkable
 class Sender(Protocol):
     name: str
@@ -47,8 +108,8 @@ class Sender(Protocol):
     async def start(self, sink: InboundSink) -> None:
         """Open the device/session and begin delivering inbound events to ``sink``."""
 
-    async def send(self, to: str, text: str) -> SendResult:
-        """Send one text (split into linked segments as needed)."""
+    async def send(self, to: str, text: str, track: SendTrack | None = None) -> SendResult:
+        """Send one text (split into linked segments as needed), marking each part on ``track``."""
 
     async def close(self) -> None:
         """Release the device/session. Idempotent."""

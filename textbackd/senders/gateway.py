@@ -16,6 +16,14 @@ The mapping (also in the README, "SMS gateways"):
 
 Messages are built from the sender name, host, port, status and provider codes
 only: never from a URL (Kannel's carries the password) nor a header.
+
+The hand-over mark (``senders.base.SendTrack``): ``request(..., before_write=...)`` calls it
+once the connection is up, just before the request is written, so the outbox has it on disk
+before the point of no return. aiohttp retries an idempotent request (Kannel's GET) by itself
+when the connection drops after it was written; that second write could make a second text, so
+a second ``before_write`` for one request ends it as ``UnknownSendError`` instead. Connections
+are not kept alive between texts (a stale keep-alive connection is what makes such drops
+common), which costs one TCP handshake per text.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import timezone
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -154,6 +163,13 @@ class HttpGateway:
         if session is not None and not session.closed:
             await session.close()
 
+    @staticmethod
+    def handover(track: Any, ref: str | None = None) -> Callable[[], None] | None:
+        """The ``before_write`` of a one-request text: part 1 of 1 (``ref``: the id the gateway will report)."""
+        if track is None:
+            return None
+        return lambda: track.handing_over(1, 1, expected_ref=ref)
+
     def healthy(self) -> bool:
         since = self._unreachable_since
         return since is None or time.monotonic() - since > UNHEALTHY_SECONDS
@@ -175,19 +191,40 @@ class HttpGateway:
             async def headers_sent(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
                 ctx.trace_request_ctx.sent = True
 
+            async def connected(_s: Any, ctx: SimpleNamespace, _p: Any) -> None:
+                state = ctx.trace_request_ctx
+                if state is None:
+                    return
+                if state.writes:  # aiohttp retrying a request that was already written
+                    raise UnknownSendError(
+                        f"{self.label} {self.name!r} ({self.host}:{self.port}): the connection dropped after the "
+                        "request was sent; not sending it again (it may have gone out)")
+                state.writes += 1
+                if state.before_write is not None:
+                    state.before_write()
+
             trace.on_request_headers_sent.append(headers_sent)
+            trace.on_connection_create_end.append(connected)
+            trace.on_connection_reuseconn.append(connected)
             t = self.sender_config.timeout
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=t, connect=t, sock_connect=t, sock_read=t),
                 trace_configs=[trace],
                 headers={"User-Agent": "textbackd"},
+                connector=aiohttp.TCPConnector(force_close=True),
             )
         return self._session
 
-    async def request(self, method: str, url: Any, **kw: Any) -> Response:
-        """One HTTP exchange; network failures mapped (see the module docstring)."""
+    async def request(
+        self, method: str, url: Any, *, before_write: Callable[[], None] | None = None, **kw: Any
+    ) -> Response:
+        """One HTTP exchange; network failures mapped (see the module docstring).
+
+        ``before_write`` runs once the connection is up, before the request is written (the
+        hand-over mark); whatever it raises ends the request with nothing sent.
+        """
         session = self._ensure_session()
-        state = SimpleNamespace(sent=False)
+        state = SimpleNamespace(sent=False, writes=0, before_write=before_write)
         where = f"{self.label} {self.name!r} ({self.host}:{self.port})"
         try:
             async with session.request(

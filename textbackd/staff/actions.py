@@ -9,6 +9,9 @@ and the API all act through these functions, so they cannot disagree. Each actio
 everywhere (an opted-out number is refused with the reason, a text over
 ``STAFF_TEXT_MAX_SEGMENTS`` parts is refused, the line and sender follow the
 conversation's last text).
+
+``resend`` sends a text whose outcome is unknown (or that failed, maybe after some of its
+parts went out) again, on purpose, recorded in that text's history (``textbackd resend``).
 """
 
 from __future__ import annotations
@@ -16,14 +19,15 @@ from __future__ import annotations
 import structlog
 
 from textbackd.core import numbers
-from textbackd.core.errors import TextbackError
-from textbackd.core.model import AuditAction, ConversationState, MessageState, TextKind
+from textbackd.core.errors import StoreError, TextbackError
+from textbackd.core.model import AuditAction, ConversationState, MessageRow, MessageState, TextKind
 from textbackd.core.numbers import mask
 from textbackd.core.settings import Config
 from textbackd.core.timeutil import to_dt
 from textbackd.decide import policy, templates
 from textbackd.store import audit
 from textbackd.store import conversations as conv_q
+from textbackd.store import outbox as outbox_q
 from textbackd.store.db import Store
 
 log = structlog.get_logger(__name__)
@@ -162,3 +166,37 @@ def record_export(store: Store, *, actor: str, what: str, now: float) -> None:
 
 
 queue_staff_text = send_text
+
+RESENDABLE = (MessageState.UNKNOWN, MessageState.FAILED)
+RESEND_HOURS = 6  # a resent text not out within this long expires (as a staff text does)
+
+
+def resend(store: Store, config: Config, message_id: int, *, now: float, source: str,
+           actor: str = "") -> MessageRow:
+    """Send an ``unknown`` (or ``failed``) text again, on purpose: the caller may get a second copy.
+
+    The text goes back to ``scheduled`` with a fresh start (attempts, expiry; a new concatenation
+    reference for a long one; the earlier parts stay in its history as copy 1), recorded as a
+    ``message_events`` row naming ``source``; the running daemon sends it within a few seconds.
+    Raises ``TextbackError`` for a text that is not unknown or failed, has no text (a skip record),
+    or goes to a number that opted out.
+    """
+    try:
+        m = store.message(message_id)
+    except StoreError:
+        raise TextbackError(f"no text with id {message_id} (see `textbackd messages --state unknown`)") from None
+    if m.state not in RESENDABLE:
+        raise TextbackError(
+            f"text {message_id} is {m.state}: only a text whose outcome is unknown, or that failed, is sent again")
+    if not m.text:
+        raise TextbackError(f"text {message_id} has no text to send ({m.kind}, {m.reason or 'no reason'})")
+    if store.is_opted_out(m.to_number):
+        raise TextbackError(f"{m.to_number} opted out (sent STOP); textbackd will not text it until it sends START")
+    with store.tx():
+        if not outbox_q.mark_resend(store, m, now=now, source=source, expires_at=now + RESEND_HOURS * 3600):
+            raise TextbackError(f"text {message_id} changed while it was being queued again; look at it and try again")
+        audit.record(store, at=now, actor=actor or source, action=AuditAction.RESEND, number=m.to_number,
+                     message_id=message_id, detail=f"was {m.state}; may be a second copy")
+    log.warning("text_resend_queued", message=message_id, to=mask(m.to_number, config.logging.log_numbers),
+                was=str(m.state), source=source)
+    return store.message(message_id)

@@ -2,15 +2,16 @@
 
 It is the single source of truth that survives restarts. One writer (the
 daemon's event loop thread); the CLI opens the same file read-mostly. WAL mode,
-``synchronous=FULL`` (a text's ``sending`` mark must reach the disk before the
-bytes leave for the modem, or a power cut could send it twice), foreign keys on.
+``synchronous=FULL`` (a text's ``sending`` mark, and each part's hand-over mark
+(``store/outbox.py``), must reach the disk before the bytes leave for the modem,
+or a power cut could send it twice), foreign keys on.
 
 Schema versions live in ``PRAGMA user_version`` (``schema.py``). This module holds the
 connection, the transaction helper and the rows everyone shares (calls, texts and their
 history, replies, opt-outs, the mail queue, the tracker's checkpoint). Queries asked by
 one part of the house live beside it, named after who asks: ``history.py`` (the
 policy), ``conversations.py`` (replies, staff texts, the threads), ``followups.py``,
-``mail.py`` (the notifier), ``figures.py`` (the owner's figures), ``retention.py``.
+``mail.py`` (the notifier), ``outbox.py`` (the parts of a text, crash recovery), ``figures.py`` (the owner's figures), ``retention.py``.
 They return the model's types (``core/model.py``), never ``sqlite3.Row``; SQL is
 written nowhere else.
 
@@ -409,19 +410,6 @@ class Store:
 
     def next_due_at(self) -> float | None:
         return self.db.execute("SELECT MIN(send_at) FROM messages WHERE state = ?", (MessageState.SCHEDULED,)).fetchone()[0]
-
-    def recover_interrupted(self, now: float) -> list[MessageRow]:
-        """After a crash: texts left in ``sending`` may or may not have gone out.
-
-        They become ``unknown`` (never re-sent blindly) and are returned so the
-        daemon can report them to staff.
-        """
-        rows = [message_of(r) for r in self.db.execute("SELECT * FROM messages WHERE state = ?", (MessageState.SENDING,))]
-        for m in rows:
-            self.transition(
-                m.id, MessageState.UNKNOWN, now=now, detail="interrupted_while_sending", expect=MessageState.SENDING
-            )
-        return rows
 
     def message_by_ref(self, sender: str, ref: str) -> MessageRow | None:
         """The most recent message a sender acknowledged with ``ref`` (TP-MRs wrap at 256)."""

@@ -308,6 +308,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX api_idempotency_created ON api_idempotency(created);
     """,
+    # 6 → 7 (issue 18 crash safety, issue 13.1 multipart resume): each part of a text as its sender
+    # took it. A part is `handed_over` on disk before the point of no return, then `accepted` (TP-MR or
+    # provider id) or `refused`; after a crash a text resumes with the same concatenation reference and
+    # only a part handed over without an answer is in doubt (store/outbox.py)
+    """
+    CREATE TABLE message_parts (
+        message_id   INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        copy         INTEGER NOT NULL DEFAULT 0,  -- 0: the current copy, n: the copy n staff resends ago
+        part         INTEGER NOT NULL,            -- 1-based
+        total        INTEGER NOT NULL,
+        sender       TEXT NOT NULL,
+        concat_ref   INTEGER,                     -- UDH reference of a linked text (modem), else NULL
+        state        TEXT NOT NULL,               -- handed_over | accepted | refused
+        ref          TEXT,                        -- TP-MR or provider id, once accepted
+        expected_ref TEXT,                        -- the ref it will most likely get (next TP-MR, our own id)
+        tries        INTEGER NOT NULL DEFAULT 1,
+        handed_at    REAL NOT NULL,
+        answered_at  REAL,
+        delivered_at REAL,
+        detail       TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (message_id, copy, part)
+    );
+    CREATE INDEX message_parts_doubt ON message_parts(sender, state);
+    -- a text an older textbackd left in `sending` may have been handed over: it stays in doubt
+    INSERT INTO message_parts (message_id, part, total, sender, state, handed_at, detail)
+        SELECT id, 1, 1, sender, 'handed_over', updated, 'claimed by an older textbackd' FROM messages
+        WHERE state = 'sending';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -321,9 +349,13 @@ TRANSITIONS: dict[MessageState, frozenset[MessageState]] = {
         {MessageState.SENT, MessageState.SCHEDULED, MessageState.FAILED, MessageState.UNKNOWN}
     ),
     MessageState.SENT: frozenset({MessageState.DELIVERED, MessageState.FAILED}),
-    MessageState.UNKNOWN: frozenset({MessageState.SENT, MessageState.DELIVERED, MessageState.FAILED}),
+    # scheduled again: a staff resend, on purpose (staff/actions.resend)
+    MessageState.UNKNOWN: frozenset(
+        {MessageState.SENT, MessageState.DELIVERED, MessageState.FAILED, MessageState.SCHEDULED}
+    ),
     MessageState.DELIVERED: frozenset(),
-    MessageState.FAILED: frozenset({MessageState.DELIVERED}),  # a late DLR can prove us wrong
+    # a late DLR can prove us wrong; a staff resend
+    MessageState.FAILED: frozenset({MessageState.DELIVERED, MessageState.SCHEDULED}),
     MessageState.CANCELLED: frozenset(),
     MessageState.SKIPPED: frozenset(),
     MessageState.EXPIRED: frozenset(),

@@ -23,6 +23,7 @@ import structlog
 from textbackd.core.model import SendResult
 from textbackd.core.numbers import mask
 from textbackd.core.sms import analyze
+from textbackd.senders.base import SendTrack
 from textbackd.senders.gateway import HttpGateway
 
 log = structlog.get_logger(__name__)
@@ -69,10 +70,10 @@ class HttpSender(HttpGateway):
         headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         return {"data": urlencode(fields).encode("ascii"), "headers": headers}
 
-    async def send(self, to: str, text: str) -> SendResult:
+    async def send(self, to: str, text: str, track: SendTrack | None = None) -> SendResult:
         sc = self.sender_config
         info = analyze(text)
-        resp = await self.request(sc.method, sc.url, **self.request_args(to, text))
+        resp = await self.request(sc.method, sc.url, before_write=self.handover(track), **self.request_args(to, text))
         if resp.status not in sc.success_status:
             code = None
             doc = resp.json()

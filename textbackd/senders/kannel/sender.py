@@ -27,6 +27,7 @@ from textbackd.core.errors import PermanentSendError
 from textbackd.core.model import DeliveryReport, SendResult
 from textbackd.core.numbers import mask
 from textbackd.core.sms import analyze
+from textbackd.senders.base import SendTrack
 from textbackd.senders.gateway import HttpGateway, dlr_token, scrub
 
 log = structlog.get_logger(__name__)
@@ -83,13 +84,14 @@ class KannelSender(HttpGateway):
             p += [("dlr-mask", str(DLR_MASK)), ("dlr-url", url)]
         return p
 
-    async def send(self, to: str, text: str) -> SendResult:
+    async def send(self, to: str, text: str, track: SendTrack | None = None) -> SendResult:
         info = analyze(text)
         ref = uuid.uuid4().hex
         query = urlencode(self.params(to, text, ref), quote_via=quote)
         base = self.sender_config.url
         url = URL(f"{base}{'&' if '?' in base else '?'}{query}", encoded=True)
-        resp = await self.request("GET", url)
+        # our id is what Kannel's delivery report will carry: a report can settle a text left in doubt
+        resp = await self.request("GET", url, before_write=self.handover(track, ref))
         if not 200 <= resp.status < 300:
             # Kannel answers in plain text: "Sender missing and no global set, rejected",
             # "Authorization failed for sendsms" (403), "Not routable. Do not try again." (403) ...

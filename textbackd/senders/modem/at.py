@@ -368,6 +368,11 @@ class AtEngine:
     def phase(self) -> str:
         return self._cur.phase if self._cur else "idle"
 
+    @property
+    def partial_lines(self) -> tuple[str, ...]:
+        """The response lines the command in flight has had so far (``+CMGS: 17`` before its ``OK``)."""
+        return tuple(self._cur.lines) if self._cur else ()
+
     def start(self, command: Command) -> bytes:
         """Bytes to write for ``command``. One command at a time."""
         if self._cur is not None:

@@ -34,6 +34,8 @@ async def check(sc: ModemConfig, cfg: Config, timeout: float) -> Check:
     st = await probe(sc, cfg)
     if st.get("state") != "ready":
         reason = st.get("reason") or st.get("state")
+        if st.get("last_recovery"):
+            reason = f"{reason} (recovery tried: {st['last_recovery']})"
         fix = "stop the daemon first if it holds the modem (`systemctl stop textbackd`); check the SIM and PIN"
         if "pin" in str(reason).lower():
             fix = f"set pin (or pin_file) of sender {sc.name!r}; a SIM asking for PUK needs a phone to unlock"
@@ -42,6 +44,8 @@ async def check(sc: ModemConfig, cfg: Config, timeout: float) -> Check:
     dbm = st.get("signal_dbm")
     desc = f"modem {sc.device}: SIM {st.get('sim', '?')}, {reg}, signal {dbm if dbm is not None else '?'} dBm, " \
            f"{st.get('operator') or 'operator ?'}"
+    if st.get("last_recovery"):  # it hung while we asked and the ladder brought it back: say so
+        desc += f"; hung and recovered: {st['last_recovery']}"
     if not str(reg).startswith("registered"):
         return Check(name, False, desc, "the SIM is not registered: check the antenna, the SIM's plan and coverage")
     if dbm is None or dbm <= -110:

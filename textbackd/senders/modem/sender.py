@@ -8,17 +8,40 @@ exponential backoff (``retry_min``..``retry_max`` seconds) and reported in the
 log and in ``status()``; meanwhile ``send`` raises ``SenderUnavailableError`` at
 once so the outbox keeps the text (or tries the next sender).
 
+**Each part is marked before it leaves** (issue 18). ``send`` takes the outbox's
+``SendTrack``: when the ``> `` prompt of a part arrives, ``track.handing_over`` is
+committed *before* the PDU and its Ctrl-Z are written, and the part is
+``track.accepted`` as soon as its ``+CMGS: <mr>`` line is read. A text whose
+earlier attempt (before a temporary error, or before a crash) sent some parts
+resumes with ``track.progress()``: the same concatenation reference and
+numbering, only the parts not yet out, so the phone joins them.
+
 What ``send`` raises, by what actually happened:
 
 * device down / SIM not ready / not registered before anything was written → ``SenderUnavailableError``;
-* the modem never showed the ``> `` prompt (hung) → ESC, ``ATZ`` + re-init and one retry;
-  still nothing → ``SenderUnavailableError`` (nothing was sent);
-* ``+CMS ERROR`` → ``PermanentSendError`` (invalid number, barred, bad PDU…) or
-  ``TemporarySendError`` (network out of order, no service, memory full…), code ``"CMS n"``;
+* a command times out → the **recovery ladder**: ESC, then ``AT`` (still alive: the
+  command is tried once more), ``ATZ`` and re-initialise, then close and reopen the
+  port and back off; each step logged once (``modem_recovery``), the last recovery in
+  ``status()`` (``modem-info``, ``doctor``). The text in flight is retried only when
+  no PDU had gone out;
+* ``+CMS ERROR`` on a part → that part did not go out: a temporary one is retried
+  ``len(part_retry_delays)`` times with backoff, then ``TemporarySendError`` (the
+  outbox resumes later with the same reference); a permanent one →
+  ``PermanentSendError`` naming how many parts went out. The 27.005 meaning is in
+  the message, ``"CMS n"`` in ``code``. ``+CMS ERROR: 302``, ``+CME ERROR: 11`` or a
+  bare ``ERROR`` after ``AT+CMEE=1`` had taken (a modem that lost its settings or its
+  PIN, i.e. rebooted unseen) re-initialises it once and retries;
 * the PDU was handed over but no ``+CMGS`` came (timeout, or the device vanished) →
-  ``UnknownSendError``: the text may be on its way, the outbox must not resend it blindly;
-* a later part fails after earlier parts were accepted → ``UnknownSendError`` naming the
-  references that went out (a resend would duplicate them on the phone).
+  ``UnknownSendError``: that part may be on its way; it is never sent again blindly.
+
+Without a track (tests, tools) a part error after earlier parts went out is an
+``UnknownSendError`` naming them, since nothing remembers them for a resume.
+
+**Reboots.** ``^BOOT:`` is a periodic Huawei status line, not a reboot (chan_dongle
+ignores it too): logged at debug, nothing else. A reboot shows as the port going
+away, no answer to ``AT`` (the ladder), or ``RDY`` / ``^SYSSTART`` / an unsolicited
+``+CPIN: READY`` while ready: the modem is re-initialised once (the other boot
+lines of the same reboot are ignored for ``reboot_quiet`` seconds).
 
 A wrong SIM PIN is entered once and never again in this process (three wrong
 entries lock the SIM); the sender stays down with a reason saying so.
@@ -26,7 +49,7 @@ entries lock the SIM); the sender stays down with a reason saying so.
 Receiving: ``+CMTI`` → ``AT+CMGR`` → decode → (reassemble) → ``sink.incoming`` →
 ``AT+CMGD``, deleting only after the sink accepted the text; ``+CDS`` (or
 ``+CDSI`` → ``AT+CMGR``) → ``sink.delivery_report`` with ``reference=str(TP-MR)``,
-the same string ``send`` returned for that part.
+the same string ``send`` returned for that part, and the recipient.
 """
 
 from __future__ import annotations
@@ -34,6 +57,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
+from dataclasses import dataclass
 from datetime import timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +73,8 @@ from textbackd.core.errors import (
     TemporarySendError,
     UnknownSendError,
 )
-from textbackd.core.model import DeliveryReport, IncomingText, SendResult
-from textbackd.senders.base import InboundSink, NullSink
+from textbackd.core.model import DeliveryReport, IncomingText, SendProgress, SendResult
+from textbackd.senders.base import InboundSink, NullSink, SendTrack
 from textbackd.senders.modem import at, pdu
 from textbackd.senders.modem.at import AtEngine, AtError, AtTimeoutError, Command, Final, Stray, Urc, Write
 from textbackd.senders.modem.serial_link import ModemUnavailableError, SerialLink
@@ -65,7 +90,31 @@ class ModemPinError(ModemError):
     """The SIM needs a PIN we do not have, refused ours, or wants its PUK."""
 
 
+class _HandoverRefused(ModemError):
+    """The hand-over mark could not be written, so the PDU was not either."""
+
+
+class _InitAgain(ModemError):
+    """The ladder reset the modem (``ATZ``) in the middle of init: start init over."""
+
+
 CNMI_CHOICES = ("2,1,0,1,0", "1,1,0,1,0", "2,1,0,2,0", "1,1,0,2,0", "2,1,0,0,0", "1,1,0,0,0")
+# URCs that mean the modem (re)booted by itself; ^BOOT is not one of them (a Huawei status line)
+BOOT_URCS = frozenset({"RDY", "SYSSTART", "CPIN"})
+# errors on AT+CMGS that mean the modem lost its settings (PDU mode, the PIN): it rebooted unseen
+LOST_SETTINGS = frozenset({("CMS", 302), ("CMS", 311), ("CMS", 310), ("CME", 11), ("CME", 10)})
+
+
+@dataclass
+class _Part:
+    """The part in flight: what ``_on_data`` marks on the track at the prompt and at ``+CMGS``."""
+
+    pdu: pdu.SubmitPdu
+    track: SendTrack | None
+    concat_ref: int | None
+    expected_ref: str | None
+    handed: bool = False
+    mr: int | None = None
 
 
 class ModemSender:
@@ -81,6 +130,10 @@ class ModemSender:
         self.submit_timeout = max(60.0, sender_config.command_timeout * 4)  # +CMGS after the PDU
         self.retry_min = 1.0
         self.retry_max = 60.0
+        self.part_retry_delays: tuple[float, ...] = (1.0, 3.0)  # a temporary +CMS ERROR on a part: 3 tries
+        self.reboot_quiet = 10.0  # seconds after a reboot's re-init in which further boot lines are its own
+        self.keepalive = 120.0  # an idle modem gets an AT this often, so a hang between texts is found
+        self.settle_grace = 0.5  # AT+CPIN? that answered without OK (Wavecom) is taken after this
         self.validity: timedelta | None = timedelta(days=1)  # a text-back is stale after a day
         self.reassembly_max_age = 3600.0
         self.settle_time = 0.2  # after the ESC that opens init, late bytes are dropped
@@ -92,16 +145,27 @@ class ModemSender:
         self.reason = ""
         self.info: dict[str, Any] = {}
         self.registration: int | None = None
+        self.recoveries = 0  # ladders run (a command that got no answer)
+        self.resets = 0  # of which reset the modem (ATZ answered)
+        self.reboots = 0  # boots the modem announced by itself
+        self.last_recovery = ""  # "AT+CPIN?: no answer → ESC, AT: no answer, ATZ: OK, re-init: OK"
         self._engine = AtEngine()
         self._link: SerialLink | None = None
         self._pending: asyncio.Future[Final] | None = None
         self._payload_written = False
+        self._part: _Part | None = None
+        self._last_mr: int | None = None
         self._op_lock = asyncio.Lock()
         self._urcs: asyncio.Queue[Urc] = asyncio.Queue()
         self._sink: InboundSink = NullSink()
         self._tasks: list[asyncio.Task] = []
         self._closing = False
         self._pin_refused = False
+        self._in_init = False
+        self._cmee = False  # AT+CMEE=1 took: errors come numbered, so a plain ERROR means lost settings
+        self._reboot_pending = False
+        self._reboot_quiet_until = 0.0
+        self._last_answer = 0.0  # loop time of the modem's last final result
         self._ready = asyncio.Event()
         self._attempted = asyncio.Event()
         self._lost = asyncio.Event()
@@ -124,13 +188,17 @@ class ModemSender:
                 asyncio.create_task(self._urc_worker(), name=f"modem-{self.name}-urc"),
             ]
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._attempted.wait(), self.command_timeout * 6 + 5)
+            await asyncio.wait_for(self._attempted.wait(), self.command_timeout * 12 + 5)
 
     def healthy(self) -> bool:
         return self.state == "ready" and self.registration in (None, 1, 5)
 
     def status(self) -> dict[str, Any]:
-        return {"sender": self.name, "state": self.state, "reason": self.reason, **self.info}
+        st = {"sender": self.name, "state": self.state, "reason": self.reason, **self.info,
+              "recoveries": self.recoveries, "resets": self.resets, "reboots": self.reboots}
+        if self.last_recovery:
+            st["last_recovery"] = self.last_recovery
+        return st
 
     async def close(self) -> None:
         self._closing = True
@@ -144,39 +212,64 @@ class ModemSender:
         await self._close_link()
         self.state = "stopped"
 
-    async def send(self, to: str, text: str) -> SendResult:
+    async def send(self, to: str, text: str, track: SendTrack | None = None) -> SendResult:
         dest = numbers.normalize(to, self.region)
         if not dest.lstrip("+").isdigit() or len(dest.lstrip("+")) < 3:
             raise PermanentSendError(f"{self.name}: {numbers.mask(to, self.log_numbers)!s} is not a phone number")
         await self._wait_usable()
+        prior = track.progress() if track is not None else None
+        if prior is not None and prior.out and prior.sender not in ("", self.name):
+            raise SenderUnavailableError(f"{self.name}: this text is half-sent through {prior.sender}")
+        resume = prior is not None and bool(prior.out) and prior.concat_ref is not None
+        ref = prior.concat_ref if resume and prior is not None else self._next_ref()
         try:
             parts = pdu.encode_submit(
-                dest, text, status_report=self.sc.status_reports, validity=self.validity, concat_ref=self._next_ref()
+                dest, text, status_report=self.sc.status_reports, validity=self.validity, concat_ref=ref
             )
         except pdu.PduError as e:
             raise PermanentSendError(f"{self.name}: {e}") from None
-        refs: list[int] = []
-        async with self._op_lock:
-            for p in parts:
-                try:
-                    refs.append(await self._submit_part(p))
-                except SendError as e:
-                    if refs:
-                        raise UnknownSendError(
-                            f"{self.name}: {len(refs)} of {len(parts)} parts went out "
-                            f"(references {', '.join(map(str, refs))}), then: {e}",
-                            code=e.code,
-                        ) from e
-                    raise
+        total = len(parts)
+        if prior is not None and prior.out and prior.total != total:
+            raise PermanentSendError(
+                f"{self.name}: cannot resume: the text splits into {total} parts now, {prior.total} when it began")
+        done = prior.out if prior is not None else frozenset()
+        refs: dict[int, str] = dict(prior.accepted) if prior is not None else {}
+        if done:
+            log.info("modem_resuming", sender=self.name, to=numbers.mask(dest, self.log_numbers), total=total,
+                     concat_ref=ref, out=sorted(done))
+        for p in parts:
+            if p.part in done:
+                continue
+            try:
+                refs[p.part] = str(await self._submit_with_retries(p, track, ref if total > 1 else None))
+            except SendError as e:
+                raise self._part_failed(e, p, total, refs, prior, track) from e
         log.info(
             "modem_sent",
             sender=self.name,
             to=numbers.mask(dest, self.log_numbers),
-            segments=len(parts),
+            segments=total,
             encoding=parts[0].encoding,
-            references=refs,
+            references=[refs[k] for k in sorted(refs)],
         )
-        return SendResult(self.name, len(parts), tuple(str(r) for r in refs), parts[0].encoding)
+        return SendResult(self.name, total, tuple(refs[k] for k in sorted(refs)), parts[0].encoding)
+
+    def _part_failed(self, e: SendError, p: pdu.SubmitPdu, total: int, refs: dict[int, str],
+                     prior: SendProgress | None, track: SendTrack | None) -> SendError:
+        """The error ``send`` raises when part ``p`` failed: how many parts went out, in words."""
+        doubt = set(prior.in_doubt) if prior is not None else set()
+        if not refs and not doubt:
+            return e
+        went = f"{len(refs)} of {total} parts went out" + (f" (part {', '.join(map(str, sorted(doubt)))} in doubt)"
+                                                           if doubt else "")
+        msg = f"{self.name}: {went}, then part {p.part}: {e}"
+        if isinstance(e, UnknownSendError):
+            return UnknownSendError(msg, code=e.code)
+        if isinstance(e, PermanentSendError):
+            return PermanentSendError(msg, code=e.code)
+        if track is None:  # nothing remembers the parts that went out: a blind retry would repeat them
+            return UnknownSendError(f"{msg} (references {', '.join(refs[k] for k in sorted(refs))})", code=e.code)
+        return type(e)(f"{msg}; the rest follows with the same reference", code=e.code, retry_after=e.retry_after)
 
     # -- sending -----------------------------------------------------------------------
 
@@ -205,60 +298,205 @@ class ModemSender:
                     f"{self.name}: not registered on a network ({at.REGISTRATION.get(self.registration, self.registration)})"
                 )
 
-    async def _submit_part(self, p: pdu.SubmitPdu) -> int:
+    async def _submit_with_retries(self, p: pdu.SubmitPdu, track: SendTrack | None, ref: int | None) -> int:
+        """One part, retried after a temporary ``+CMS ERROR`` (it did not go out) with backoff."""
+        delays = self.part_retry_delays
+        for i in range(len(delays) + 1):
+            try:
+                async with self._op_lock:
+                    return await self._submit_part(p, track, ref)
+            except TemporarySendError as e:
+                if isinstance(e, SenderUnavailableError) or i == len(delays):
+                    raise
+                log.warning("modem_part_retry", sender=self.name, part=p.part, total=p.total, error=str(e),
+                            retry_in=delays[i])
+                await asyncio.sleep(delays[i])
+        raise AssertionError("unreachable")
+
+    async def _submit_part(self, p: pdu.SubmitPdu, track: SendTrack | None, ref: int | None) -> int:
+        """``AT+CMGS`` for one part (callers hold ``_op_lock``); its TP-MR."""
+        reinit_done = False
         for attempt in (1, 2):
             if self._link is None or not self._link.is_open or self.state != "ready":
                 raise SenderUnavailableError(f"{self.name}: modem {self.state}: {self.reason or 'device closed'}")
+            expected = str((self._last_mr + 1) % 256) if self._last_mr is not None else None
+            self._part = cur = _Part(p, track, ref, expected)
             try:
                 fin = await self._cmd(f"AT+CMGS={p.length}", p.hex)
+            except _HandoverRefused as e:
+                raise TemporarySendError(f"{self.name}: not sent: {e}") from None
             except ModemUnavailableError as e:
-                if self._payload_written:
+                if cur.handed or self._payload_written:
                     raise UnknownSendError(f"{self.name}: {e} after the text was handed to the modem") from None
                 raise SenderUnavailableError(f"{self.name}: {e}") from None
             except AtTimeoutError as e:
-                if e.after_payload:
-                    self._schedule_recovery()
+                if e.after_payload or cur.handed:
+                    self._spawn(self._recover_locked("AT+CMGS (no +CMGS after the PDU)"))
                     raise UnknownSendError(
                         f"{self.name}: no +CMGS answer within {self.submit_timeout:g}s after the text was handed to the modem"
                     ) from None
                 log.warning("modem_no_prompt", sender=self.name, attempt=attempt)
-                if attempt == 1 and await self._recover():
-                    continue
+                if attempt == 1 and await self._ladder("AT+CMGS (no prompt)"):
+                    continue  # nothing went out: try once more
                 raise SenderUnavailableError(f"{self.name}: modem does not answer AT+CMGS (reset tried)") from None
+            finally:
+                self._part = None
             if fin.error is not None:
+                # a plain ERROR once AT+CMEE=1 took, or +CMS 302 / +CME 11...: the modem lost its settings
+                lost = (fin.error.kind, fin.error.code) in LOST_SETTINGS or (fin.error.kind == "ERROR" and self._cmee)
+                if lost and not reinit_done and attempt == 1:
+                    log.warning("modem_lost_settings", sender=self.name, error=str(fin.error))
+                    reinit_done = True
+                    if await self._reinit("AT+CMGS: " + str(fin.error)):
+                        continue
                 raise _send_error(self.name, fin.error)
-            for line in fin.lines:
-                if line.upper().startswith("+CMGS:"):
-                    try:
-                        return int(at.values(line)[0])
-                    except ValueError:
-                        break
-            raise UnknownSendError(f"{self.name}: modem said OK without a +CMGS reference")
+            mr = cur.mr if cur.mr is not None else _cmgs_mr(fin.lines)
+            if mr is None:
+                raise UnknownSendError(f"{self.name}: modem said OK without a +CMGS reference")
+            if not cur.handed:  # cannot happen: the PDU is written only after the mark
+                raise UnknownSendError(f"{self.name}: +CMGS without a hand-over")
+            self._accepted(cur, mr)
+            return mr
         raise AssertionError("unreachable")
 
-    def _schedule_recovery(self) -> None:
-        """After a hang with the PDU out: reset the modem for the next send (we hold the lock; do it now)."""
-        self._spawn(self._recover_locked())
+    def _accepted(self, cur: _Part, mr: int) -> None:
+        """``+CMGS: <mr>`` for the part in flight: on the track at once (a crash after this resumes, not doubts)."""
+        first = cur.mr is None
+        cur.mr = mr
+        self._last_mr = mr
+        if first and cur.track is not None:
+            try:
+                cur.track.accepted(cur.pdu.part, str(mr))
+            except Exception as e:  # the part went out; a crash now leaves it in doubt, never sent twice
+                log.error("modem_accept_mark_failed", sender=self.name, part=cur.pdu.part, error=str(e))
 
-    async def _recover_locked(self) -> None:
-        async with self._op_lock:
-            await self._recover()
-
-    async def _recover(self) -> bool:
-        """ATZ and re-initialise a modem that stopped answering; on failure reopen the device."""
-        log.warning("modem_reset", sender=self.name, device=self.device)
-        try:
-            await self._cmd("ATZ")
-            await self._init()
+    def _hand_over(self, cur: _Part) -> bool:
+        """Mark the part as leaving, on disk, before its PDU is written; False when that failed."""
+        if cur.handed:
             return True
-        except ModemError as e:
-            self._declare_lost(f"modem does not answer after ATZ ({e}); reopening {self.device}")
+        if cur.track is not None:
+            try:
+                cur.track.handing_over(cur.pdu.part, cur.pdu.total, concat_ref=cur.concat_ref,
+                                       expected_ref=cur.expected_ref)
+            except Exception as e:
+                log.error("modem_handover_mark_failed", sender=self.name, part=cur.pdu.part, error=str(e))
+                return False
+        cur.handed = True
+        return True
+
+    # -- the recovery ladder -------------------------------------------------------------
+
+    async def _recover_locked(self, what: str) -> None:
+        async with self._op_lock:
+            await self._ladder(what)
+
+    async def _ladder(self, what: str, *, reinit: bool = True) -> bool:
+        """A command got no answer: ESC, ``AT``, ``ATZ`` + re-init, else close and reopen. Holds ``_op_lock``.
+
+        True when the modem answers again (the caller may retry what had no answer); False when
+        the port is being reopened (with backoff). With ``reinit=False`` (inside init) a
+        successful ``ATZ`` raises ``_InitAgain`` and a failed one ``ModemError``.
+        """
+        self.recoveries += 1
+        steps: list[str] = []
+
+        def step(name: str, result: str) -> None:
+            steps.append(f"{name}: {result}")
+            (log.info if result == "OK" else log.warning)(
+                "modem_recovery", sender=self.name, device=self.device, after=what, step=name, result=result)
+
+        def done(outcome: str) -> None:
+            self.last_recovery = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {what}: no answer → " + ", ".join(steps) + f" → {outcome}"
+
+        link = self._link
+        if link is None or not link.is_open:
+            done("port closed")
             return False
+        link.write(at.ESC)
+        step("ESC", "sent")
+        await asyncio.sleep(self.settle_time)
+        self._engine.reset()
+        try:
+            if (await self._cmd("AT", timeout=min(2.0, self.command_timeout))).ok:
+                step("AT", "OK")
+                done("modem answers again")
+                return True
+        except AtTimeoutError:
+            step("AT", "no answer")
+        except ModemUnavailableError:
+            done("device gone")
+            return False
+        try:
+            fin = await self._cmd("ATZ", timeout=self.command_timeout)
+        except AtTimeoutError:
+            fin = None
+        except ModemUnavailableError:
+            done("device gone")
+            return False
+        if fin is not None and fin.ok:
+            step("ATZ", "OK")
+            self.resets += 1
+            if not reinit:
+                done("init again")
+                raise _InitAgain(f"{self.device}: reset with ATZ after {what} got no answer")
+            try:
+                await self._init()
+            except ModemError as e:
+                step("re-init", f"failed ({e})")
+            else:
+                step("re-init", "OK")
+                done("ready")
+                return True
+        else:
+            step("ATZ", "no answer" if fin is None else fin.result)
+        step("reopen", f"closing {self.device}, reopening with backoff")
+        done("reopening")
+        if not reinit:
+            raise ModemError(f"{self.device}: no answer to {what}, AT or ATZ; reopening the port")
+        self._declare_lost(f"modem does not answer {what}, AT or ATZ; reopening {self.device}")
+        return False
+
+    async def _reinit(self, why: str) -> bool:
+        """Re-initialise a modem that answers but lost its settings (it rebooted). Holds ``_op_lock``."""
+        try:
+            await self._init()
+        except ModemError as e:
+            self._declare_lost(f"re-initialising after {why} failed: {e}")
+            return False
+        return True
+
+    async def _after_reboot(self, line: str) -> None:
+        async with self._op_lock:
+            try:
+                if self.state == "ready" and self._link is not None:
+                    await self._reinit(f"the modem rebooted ({line})")
+                    log.info("modem_reinitialised", sender=self.name, after=line)
+            finally:
+                self._reboot_pending = False
+                self._reboot_quiet_until = asyncio.get_running_loop().time() + self.reboot_quiet
+
+    def _boot_line(self, urc: Urc) -> None:
+        """``RDY``/``^SYSSTART``/``+CPIN: READY`` while ready: the modem rebooted; re-init once."""
+        if urc.name == "CPIN" and "READY" not in urc.line.upper():
+            return
+        loop = asyncio.get_running_loop()
+        if self.state != "ready" or self._in_init or self._reboot_pending or loop.time() < self._reboot_quiet_until:
+            log.debug("modem_boot_line_ignored", sender=self.name, urc=urc.line[:40])
+            return
+        self.reboots += 1
+        self._reboot_pending = True
+        log.warning("modem_rebooted", sender=self.name, urc=urc.line)
+        self._spawn(self._after_reboot(urc.line))
 
     # -- the AT pipe -------------------------------------------------------------------
 
-    async def _cmd(self, line: str, payload: str | None = None, *, timeout: float | None = None) -> Final:
-        """Run one command; raises ``ModemUnavailableError`` or ``AtTimeoutError``. Callers hold ``_op_lock``."""
+    async def _cmd(self, line: str, payload: str | None = None, *, timeout: float | None = None,
+                   settle_on: str | None = None) -> Final:
+        """Run one command; raises ``ModemUnavailableError`` or ``AtTimeoutError``. Callers hold ``_op_lock``.
+
+        ``settle_on``: a response prefix after which a missing final result code is not waited
+        for longer than ``settle_grace`` (Wavecom answers ``AT+CPIN?`` without ``OK``).
+        """
         link = self._link
         if link is None or not link.is_open:
             raise ModemUnavailableError(f"{self.device}: not open")
@@ -270,12 +508,21 @@ class ModemSender:
         self._payload_written = False
         link.write(self._engine.start(Command(line, payload)))
         deadline = loop.time() + (timeout if timeout is not None else self.command_timeout)
-        extended = False
+        extended = settled = False
         try:
             while True:
+                wait = max(0.0, deadline - loop.time())
+                if settle_on and not settled:
+                    wait = min(wait, 0.1)
                 try:
-                    return await asyncio.wait_for(asyncio.shield(fut), max(0.0, deadline - loop.time()))
+                    return await asyncio.wait_for(asyncio.shield(fut), wait)
                 except asyncio.TimeoutError:
+                    if settle_on and not settled and any(x.upper().startswith(settle_on) for x in self._engine.partial_lines):
+                        settled = True
+                        deadline = min(deadline, loop.time() + self.settle_grace)
+                        continue
+                    if loop.time() < deadline:
+                        continue
                     if not extended and self._engine.phase == "payload_sent":
                         # The PDU is out: the network may take seconds to answer (+CMGS 14 s later in real logs).
                         extended = True
@@ -295,21 +542,45 @@ class ModemSender:
     def _on_data(self, data: bytes) -> None:
         for ev in self._engine.feed(data):
             if isinstance(ev, Final):
+                self._last_answer = asyncio.get_running_loop().time()
+                if self._part is not None and ev.command.payload is not None:
+                    mr = _cmgs_mr(ev.lines)
+                    if mr is not None and self._part.handed:
+                        self._accepted(self._part, mr)
                 if self._pending is not None and not self._pending.done():
                     self._pending.set_result(ev)
             elif isinstance(ev, Write):
-                if self._link is not None and self._link.is_open:
-                    self._link.write(ev.data)
-                    self._payload_written = True
+                if self._link is None or not self._link.is_open:
+                    continue
+                cur = self._part
+                if cur is not None and not self._hand_over(cur):
+                    # no mark on disk, so no PDU either: close the prompt and fail this part as temporary
+                    self._engine.abort()
+                    self._link.write(at.ESC)
+                    if self._pending is not None and not self._pending.done():
+                        self._pending.set_exception(_HandoverRefused("the store could not record the hand-over"))
+                    continue
+                self._link.write(ev.data)
+                self._payload_written = True
             elif isinstance(ev, Urc):
                 if ev.name == "CREG":
                     self.registration = at.creg_stat([ev.line])
+                elif ev.name == "BOOT":
+                    log.debug("modem_boot_status", sender=self.name, urc=ev.line[:60])  # Huawei's periodic line
+                    continue
+                elif ev.name in BOOT_URCS:
+                    self._boot_line(ev)
                 self._urcs.put_nowait(ev)
             elif isinstance(ev, Stray):
                 if ev.line.upper().startswith("+CMGS:"):
                     log.warning("modem_late_cmgs", sender=self.name, line=ev.line)
                 elif "CPIN=" not in ev.line.upper():  # a late echo of AT+CPIN="…" must not log the PIN
                     log.debug("modem_stray_line", sender=self.name, line=ev.line[:80])
+        cur = self._part
+        if cur is not None and cur.handed and cur.mr is None and self._engine.phase == "payload_sent":
+            mr = _cmgs_mr(self._engine.partial_lines)  # +CMGS read: the part is the network's, before the OK
+            if mr is not None:
+                self._accepted(cur, mr)
 
     def _on_lost(self, reason: str) -> None:
         self._declare_lost(reason)
@@ -354,6 +625,7 @@ class ModemSender:
             self.reason = ""
             self._ready.set()
             self._attempted.set()
+            self._last_answer = asyncio.get_running_loop().time()
             log.info("modem_ready", sender=self.name, device=self.device, **_loggable(self.info))
             self.inbox_checked.clear()
             if self.receive:
@@ -377,7 +649,33 @@ class ModemSender:
         )
 
     async def _init(self) -> None:
-        """The init sequence; raises ``ModemError`` when the modem cannot send texts."""
+        """The init sequence; raises ``ModemError`` when the modem cannot send texts.
+
+        A command that gets no answer runs the ladder (ESC, ``AT``, ``ATZ``): a modem that
+        answers ``ATZ`` starts init over, once; one that does not is closed and reopened.
+        """
+        self._in_init = True
+        try:
+            for round_ in (1, 2):
+                try:
+                    await self._init_once()
+                    return
+                except _InitAgain:
+                    if round_ == 2:
+                        raise ModemError(f"{self.device}: hangs again after a reset with ATZ") from None
+        finally:
+            self._in_init = False
+
+    async def _icmd(self, line: str, **kw: Any) -> Final:
+        """An init command; no answer → the ladder (one more try when the modem answers ``AT`` again)."""
+        try:
+            return await self._cmd(line, **kw)
+        except AtTimeoutError:
+            if not await self._ladder(line, reinit=False):
+                raise ModemError(f"{self.device}: {line}: no answer") from None
+            return await self._cmd(line, **kw)
+
+    async def _init_once(self) -> None:
         assert self._link is not None
         self._link.write(at.ESC + b"\r")  # leave a PDU prompt a previous process may have left open
         await asyncio.sleep(self.settle_time)
@@ -389,13 +687,14 @@ class ModemSender:
             except AtTimeoutError:
                 continue
         else:
-            raise ModemError(f"{self.device}: no answer to AT (is it a modem's AT port?)")
-        await self._cmd("ATE0")
-        await self._cmd("AT+CMEE=1")
+            if not await self._ladder("AT", reinit=False):
+                raise ModemError(f"{self.device}: no answer to AT (is it a modem's AT port?)")
+        await self._icmd("ATE0")
+        self._cmee = (await self._icmd("AT+CMEE=1")).ok
         await self._check_sim()
         info: dict[str, Any] = {}
         for key, cmd in (("maker", "AT+CGMI"), ("model", "AT+CGMM"), ("firmware", "AT+CGMR"), ("imei", "AT+CGSN")):
-            fin = await self._cmd(cmd)
+            fin = await self._icmd(cmd)
             if fin.ok and fin.lines:
                 val = fin.lines[0].split(":", 1)[1] if fin.lines[0].upper().startswith(cmd[2:] + ":") else fin.lines[0]
                 info[key] = val.strip()
@@ -403,32 +702,32 @@ class ModemSender:
             info["imei_tail"] = info.pop("imei")[-4:]
         info["sim"] = "READY"
         for attempt in range(5):
-            fin = await self._cmd("AT+CMGF=0")
+            fin = await self._icmd("AT+CMGF=0")
             if fin.ok:
                 break
             await asyncio.sleep(1.0)  # SIM800 refuses SMS commands until "SMS Ready"
         else:
             raise ModemError(f"{self.device}: modem refuses PDU mode (AT+CMGF=0: {fin.result})")
         self.mem = "SM"
-        if not (await self._cmd('AT+CPMS="SM","SM","SM"')).ok and (await self._cmd('AT+CPMS="ME","ME","ME"')).ok:
+        if not (await self._icmd('AT+CPMS="SM","SM","SM"')).ok and (await self._icmd('AT+CPMS="ME","ME","ME"')).ok:
             self.mem = "ME"  # no SIM storage (some embedded modules): the modem's own memory
         self.cnmi = ""
         for choice in CNMI_CHOICES if self.receive else ():
-            if (await self._cmd(f"AT+CNMI={choice}")).ok:
+            if (await self._icmd(f"AT+CNMI={choice}")).ok:
                 self.cnmi = choice
                 break
         if not self.cnmi and self.receive:
             log.warning("modem_no_cnmi", sender=self.name, hint="new texts are only read at start")
-        await self._cmd("AT+CREG=1")
-        fin = await self._cmd("AT+CREG?")
+        await self._icmd("AT+CREG=1")
+        fin = await self._icmd("AT+CREG?")
         self.registration = at.creg_stat(fin.lines)
         info["registration"] = at.REGISTRATION.get(self.registration, "unknown") if self.registration is not None else "unknown"
-        fin = await self._cmd("AT+CSQ")
+        fin = await self._icmd("AT+CSQ")
         if fin.ok and fin.lines:
             with contextlib.suppress(ValueError, IndexError):
                 info["signal_dbm"] = at.csq_dbm(int(at.values(fin.lines[0])[0]))
-        await self._cmd("AT+COPS=3,0")  # operator as a long name, not the numeric MCC/MNC some default to
-        fin = await self._cmd("AT+COPS?")
+        await self._icmd("AT+COPS=3,0")  # operator as a long name, not the numeric MCC/MNC some default to
+        fin = await self._icmd("AT+COPS?")
         if fin.ok and fin.lines:
             v = at.values(fin.lines[0])
             info["operator"] = v[2] if len(v) >= 3 else ""
@@ -438,12 +737,14 @@ class ModemSender:
         pin_sent = False
         for _ in range(15):
             try:
-                fin = await self._cmd("AT+CPIN?")
+                fin = await self._cmd("AT+CPIN?", settle_on="+CPIN:")
                 lines, err = fin.lines, fin.error
             except AtTimeoutError as e:  # Wavecom answers +CPIN: READY without OK
                 lines, err = e.lines, None
                 if not lines:
-                    raise
+                    if not await self._ladder("AT+CPIN?", reinit=False):
+                        raise ModemError(f"{self.device}: AT+CPIN?: no answer") from None
+                    continue
             if err is not None:
                 if err.kind == "CME" and err.code == 14:  # SIM busy
                     await asyncio.sleep(1.0)
@@ -511,7 +812,7 @@ class ModemSender:
         loop = asyncio.get_running_loop()
         while not self._closing:
             try:
-                urc = await asyncio.wait_for(self._urcs.get(), 30.0)
+                urc = await asyncio.wait_for(self._urcs.get(), min(30.0, self.keepalive))
             except asyncio.TimeoutError:
                 urc = None
             try:
@@ -519,6 +820,8 @@ class ModemSender:
                     await self._handle_urc(urc)
                 for asm in self._reassembler.expire(loop.time()):
                     await self._deliver(asm, self._group_idx.pop(asm.key, []))
+                if urc is None:
+                    await self._keepalive()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # one bad event must not stop receiving
@@ -537,12 +840,21 @@ class ModemSender:
             args = urc.args
             if len(args) >= 2 and args[1].isdigit():
                 await self._read_one(int(args[1]), args[0] or "SR", report=True)
-        elif urc.name in ("RDY", "BOOT", "SYSSTART"):
-            log.warning("modem_rebooted", sender=self.name, urc=urc.line)
-            if self.state == "ready":
-                self._spawn(self._recover_locked())
-        else:
+        else:  # boot lines were acted on as they arrived (_on_data)
             log.debug("modem_urc", sender=self.name, urc=urc.line[:60])
+
+    async def _keepalive(self) -> None:
+        """An idle modem gets an ``AT`` every ``keepalive`` seconds: a hang between texts runs the ladder now."""
+        loop = asyncio.get_running_loop()
+        if self.state != "ready" or self._op_lock.locked() or loop.time() - self._last_answer < self.keepalive:
+            return
+        async with self._op_lock:
+            try:
+                await self._cmd("AT", timeout=min(2.0, self.command_timeout))
+            except AtTimeoutError:
+                await self._ladder("AT (keepalive)")
+            except ModemError:
+                pass
 
     async def _read_one(self, idx: int, mem: str, *, report: bool = False) -> None:
         if self.state != "ready":
@@ -593,6 +905,7 @@ class ModemSender:
                 final=msg.final,
                 at=msg.discharge.astimezone(timezone.utc),
                 detail=msg.meaning,
+                recipient=numbers.normalize(msg.recipient, self.region) if msg.recipient else "",
             )
             try:
                 await self._sink.delivery_report(report)
@@ -640,6 +953,17 @@ def _pdu_after(lines: tuple[str, ...], prefix: str) -> str | None:
             cand = lines[i + 1].strip()
             if cand and all(c in "0123456789abcdefABCDEF" for c in cand):
                 return cand
+    return None
+
+
+def _cmgs_mr(lines: tuple[str, ...]) -> int | None:
+    """The TP-MR of a ``+CMGS: <mr>[,<scts>]`` line, None without one."""
+    for line in lines:
+        if line.upper().startswith("+CMGS:"):
+            try:
+                return int(at.values(line)[0])
+            except (ValueError, IndexError):
+                return None
     return None
 
 

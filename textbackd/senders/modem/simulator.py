@@ -6,9 +6,26 @@ It behaves like the Huawei E3372 / SIM800 / Quectel EC25 transcripts in
 the leading CRLF), SIM PIN handling (three wrong PINs → PUK), PDU-mode SMS
 storage (``CMGR``/``CMGL``/``CMGD``/``CPMS``), ``+CMTI``/``+CMT`` and
 ``+CDS``/``+CDSI`` per ``AT+CNMI``, and faults on demand: ``+CMS ERROR`` for the
-next send, URCs injected inside the next response, slow answers, silence (a
-hung modem), and unplugging (the pty disappears; ``replug`` makes a new one
-behind the same ``link`` symlink).
+next send or for part *k* of a linked text, URCs injected inside the next response,
+slow answers, silence (a hung modem), a hang after *k* commands that only ``ATZ``
+(or only reopening the port) ends, Huawei's periodic ``^BOOT`` line, a reboot with
+the profile's own boot lines, and unplugging (the pty disappears; ``replug`` makes a
+new one behind the same ``link`` symlink). A Wavecom-like profile answers
+``AT+CPIN?`` without a final ``OK``.
+
+**Pausing at a step of a send**, so a test can kill the daemon exactly there
+(``pause_at(step, skip=n)``, then ``await sim.paused.wait()`` ... ``resume()``):
+``"cmgs_command"`` (``AT+CMGS=<len>`` read, no prompt yet), ``"prompt"`` (the ``> ``
+written; what the daemon writes next, its PDU, is buffered in ``unread`` and not acted
+on), ``"pdu"`` (the PDU read and taken, no ``+CMGS`` yet), ``"cmgs"`` (``+CMGS: <mr>``
+written, its ``OK`` not yet), or ``"command:<PREFIX>"`` (a command read and not
+answered), or ``"between_parts"`` (an ``AT+CMGS=<len>`` right after a part of a linked
+text that was not its last: the kill between parts). While paused the simulator acts on
+nothing it reads and holds what it would answer.
+
+The port being opened is seen through the pty's packet mode: every open by pyserial
+flushes the input queue, which the master side reads as a ``TIOCPKT_FLUSHREAD``
+packet (``opens`` counts them).
 
 In-process (same asyncio loop as the daemon)::
 
@@ -20,14 +37,19 @@ In-process (same asyncio loop as the daemon)::
     sim.fail_next_send(38); sim.inject_urc('+CMTI: "SM",9'); sim.silent = True
     await sim.unplug(); await sim.replug(); await sim.stop()
 
-As a program: ``python -m textbackd.modem.simulator [--link PATH] [--control SOCK]
-[--profile huawei|sim800|quectel] [--pin 1234]`` prints one JSON line
+As a program: ``python -m textbackd.senders.modem.simulator [--link PATH] [--control SOCK]
+[--profile huawei|sim800|quectel|wavecom] [--pin 1234]`` prints one JSON line
 ``{"device": ..., "pty": ..., "control": ...}`` and serves the control socket: a
 Unix stream socket taking JSON lines — ``{"cmd": "incoming", "from": "+1...",
 "text": "..."}``, ``{"cmd": "status_report", "reference": 5, "status": 0}``,
 ``{"cmd": "received"}``, ``{"cmd": "fail_next_send", "cms": 38}``,
 ``{"cmd": "silent", "on": true}``, ``{"cmd": "unplug"}``, ``{"cmd": "replug"}``,
-``{"cmd": "inject_urc", "line": "^RSSI:9"}`` — and answering one JSON line each.
+``{"cmd": "inject_urc", "line": "^RSSI:9"}``, ``{"cmd": "fail_part", "part": 2, "cms": 500,
+"times": 1}``, ``{"cmd": "hang_after", "commands": 3, "until": "atz"|"reopen"}``,
+``{"cmd": "boot_every", "seconds": 3}`` (0 stops it), ``{"cmd": "reboot"}``,
+``{"cmd": "pause_at", "step": "pdu", "skip": 0}``, ``{"cmd": "wait_paused", "timeout": 30}``,
+``{"cmd": "resume"}``, ``{"cmd": "log"}`` (every command line and every part taken) —
+and answering one JSON line each.
 """
 
 from __future__ import annotations
@@ -35,10 +57,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import re
+import struct
 import sys
+import termios
 import tty
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,10 +75,21 @@ from textbackd.senders.modem import pdu as pdu_mod
 log = structlog.get_logger(__name__)
 
 PROFILES = {
-    "huawei": {"maker": "huawei", "model": "E3372", "revision": "21.180.01.00.00", "prompt": b"\r\n> ", "noise": "^RSSI:17"},
-    "sim800": {"maker": "SIMCOM_Ltd", "model": "SIMCOM_SIM800L", "revision": "Revision:1418B04SIM800L24", "prompt": b"> ", "noise": "+CREG: 1"},
-    "quectel": {"maker": "Quectel", "model": "EC25", "revision": "EC25EFAR06A08M4G", "prompt": b"\r\n> ", "noise": '+QIND: "csq",21,99'},
+    "huawei": {"maker": "huawei", "model": "E3372", "revision": "21.180.01.00.00", "prompt": b"\r\n> ", "noise": "^RSSI:17",
+               "boot": ("^SYSSTART",)},
+    "sim800": {"maker": "SIMCOM_Ltd", "model": "SIMCOM_SIM800L", "revision": "Revision:1418B04SIM800L24", "prompt": b"> ", "noise": "+CREG: 1",
+               "boot": ("RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready")},  # seeed-gprs-sim900-39
+    "quectel": {"maker": "Quectel", "model": "EC25", "revision": "EC25EFAR06A08M4G", "prompt": b"\r\n> ", "noise": '+QIND: "csq",21,99',
+                "boot": ("RDY", "+CPIN: READY", '+QIND: "SMS DONE"')},
+    # python-gsmmodem's WavecomMultiband900E1800 (tests/data/modem/python-gsmmodem_fakemodem_WavecomMultiband900E1800.json):
+    # identification with spaces around it, no AT+CGMR, AT+CPIN? answered WITHOUT a final OK, and nothing said at
+    # boot unless +WIND indications are switched on (a reboot only shows as lost settings: PDU mode, the PIN)
+    "wavecom": {"maker": " WAVECOM MODEM", "model": " MULTIBAND  900E  1800 ", "revision": None, "prompt": b"\r\n> ",
+                "noise": "+WIND: 4", "boot": (), "cpin_without_ok": True},
 }
+STEPS = ("cmgs_command", "prompt", "pdu", "cmgs", "between_parts")
+TIOCPKT = getattr(termios, "TIOCPKT", 0x5420)
+TIOCPKT_FLUSHREAD = 0x01
 
 
 @dataclass
@@ -66,6 +102,18 @@ class ReceivedSms:
     references: tuple[int, ...]
     pdus: tuple[str, ...]
     status_report: bool
+
+
+@dataclass(frozen=True)
+class TakenPart:
+    """One PDU the simulator took (answered ``+CMGS``): what a phone would get, part by part."""
+
+    to: str
+    text: str
+    concat_ref: int | None  # None for a one-part text
+    part: int
+    total: int
+    mr: int
 
 
 @dataclass
@@ -126,6 +174,19 @@ class ModemSimulator:
         self.unplug_on_command: str | None = None  # pull the device when a command starting with this arrives
         self.ignore_next = 0  # swallow the next N command lines without any answer (a modem hanging briefly)
         self.ds_supported = (0, 1, 2)  # AT+CNMI <ds> values accepted
+        self.taken: list[TakenPart] = []  # every part answered with +CMGS, in order
+        self.opens = 0  # times the port was opened (pyserial's open flushes the input: TIOCPKT_FLUSHREAD)
+        self.hung = False  # hanging (hang_after): reads everything, answers nothing
+        self._hang_in: int | None = None  # commands still answered before the hang starts
+        self._hang_until = "atz"  # what ends the hang: "atz" or "reopen"
+        self._fail_parts: dict[int, list[int]] = {}  # part number → CMS errors for its next sends
+        self._pause_step: str | None = None
+        self._pause_skip = 0
+        self._paused = False
+        self._held: list[bytes] = []
+        self.paused = asyncio.Event()  # set while paused at a step (pause_at)
+        self.paused_at: str | None = None
+        self._boot_timer: asyncio.TimerHandle | None = None
 
     def _reset_settings(self) -> None:
         self.echo = True
@@ -165,13 +226,16 @@ class ModemSimulator:
         self._close_pty()
         self._reset_settings()
         self._pin_ok = self.pin is None
+        self.hung = False
         self._open_pty()
-        self._urc({"huawei": "^BOOT:12345,0,0,0,72", "sim800": "RDY", "quectel": "RDY"}[self.profile])
+        for line in self.p["boot"]:
+            self._urc(line)
 
     def _open_pty(self) -> None:
         master, slave = os.openpty()
         tty.setraw(slave)
         os.set_blocking(master, False)
+        fcntl.ioctl(master, TIOCPKT, struct.pack("i", 1))  # see an open of the port (module docstring)
         self._master, self._slave = master, slave
         self._pty = os.ttyname(slave)
         self._buf = b""
@@ -188,6 +252,9 @@ class ModemSimulator:
             return
         assert self._loop is not None
         self._loop.remove_reader(self._master)
+        if self._boot_timer is not None:
+            self._boot_timer.cancel()
+            self._boot_timer = None
         if self.link:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.link)
@@ -203,15 +270,81 @@ class ModemSimulator:
         self._urc(line, data)
 
     async def reboot(self) -> None:
-        """The modem resets itself (power glitch, firmware watchdog): echo back on, SIM locked again, boot URC."""
+        """The modem resets itself (power glitch, firmware watchdog): echo back on, SIM locked again, the
+        profile's boot lines (``^SYSSTART``; ``RDY`` … ``SMS Ready``; nothing at all for Wavecom)."""
         self._reset_settings()
         self._pin_ok = self.pin is None
         self._pdu_len = None
-        self._urc({"huawei": "^BOOT:12345,0,0,0,72", "sim800": "RDY", "quectel": "RDY"}[self.profile])
+        self.hung = False
+        for line in self.p["boot"]:
+            self._urc(line)
 
     def fail_next_send(self, cms: int) -> None:
         """The next AT+CMGS answers ``+CMS ERROR: <cms>`` (queue several for several sends)."""
         self._fail_sends.append(cms)
+
+    def fail_part(self, part: int, cms: int, times: int = 1) -> None:
+        """The next ``times`` PDUs of part ``part`` (1 for a one-part text) answer ``+CMS ERROR: <cms>``."""
+        self._fail_parts.setdefault(part, []).extend([cms] * times)
+
+    def hang_after(self, commands: int, *, until: str = "atz") -> None:
+        """Answer ``commands`` more command lines, then nothing (no echo either) until ``ATZ`` arrives
+        (``until="atz"``, answered ``OK``) or the port is opened again (``until="reopen"``)."""
+        if until not in ("atz", "reopen"):
+            raise ValueError("until: 'atz' or 'reopen'")
+        self._hang_in, self._hang_until = commands, until
+        if commands <= 0:
+            self._hang_in, self.hung = None, True
+
+    def boot_every(self, seconds: float, line: str = "^BOOT:12345,0,0,0,72") -> None:
+        """Huawei E-series firmware's periodic ``^BOOT:`` status line every ``seconds`` (0: stop). Not a reboot."""
+        if self._boot_timer is not None:
+            self._boot_timer.cancel()
+            self._boot_timer = None
+        if seconds <= 0 or self._loop is None:
+            return
+
+        def tick() -> None:
+            self._urc(line)
+            self._boot_timer = self._loop.call_later(seconds, tick) if self._loop else None
+
+        self._boot_timer = self._loop.call_later(seconds, tick)
+
+    def pause_at(self, step: str, *, skip: int = 0) -> None:
+        """Stop at the ``skip + 1``-th next ``step`` (see the module docstring) until ``resume()``."""
+        if step not in STEPS and not step.startswith("command:"):
+            raise ValueError(f"step: one of {', '.join(STEPS)} or command:<PREFIX>")
+        self._pause_step, self._pause_skip = step, skip
+        self.paused.clear()
+
+    def resume(self) -> None:
+        """Go on after a pause: say what was held, read what waited."""
+        self._pause_step = None
+        if not self._paused:
+            return
+        self._paused = False
+        self.paused_at = None
+        self.paused.clear()
+        held, self._held = self._held, []
+        for data in held:
+            self._write(data)
+        if self._master is not None:
+            self._process()
+
+    def _at_step(self, step: str) -> bool:
+        """True (and now paused) when ``step`` is where ``pause_at`` asked to stop."""
+        want = self._pause_step
+        if want is None or not (step == want or (want.startswith("command:") and step.upper().startswith(
+                "COMMAND:" + want.split(":", 1)[1].upper()))):
+            return False
+        if self._pause_skip > 0:
+            self._pause_skip -= 1
+            return False
+        self._pause_step = None
+        self._paused = True
+        self.paused_at = step
+        self.paused.set()
+        return True
 
     def inject_urc(self, line: str) -> None:
         """Put ``line`` in the middle of the next response (after its first line)."""
@@ -235,9 +368,9 @@ class ModemSimulator:
     async def status_report(self, reference: int, status: int = 0, *, recipient: str = "+12125550101") -> None:
         """A status report for ``reference`` (+CDS with ds=1, stored and +CDSI with ds=2)."""
         now = datetime.now(timezone.utc).replace(microsecond=0)
-        for r in self.received:
-            if reference in r.references:
-                recipient = r.to
+        for t in self.taken:  # the last part that got this TP-MR (they wrap at 256)
+            if t.mr == reference:
+                recipient = t.to
         hexpdu = pdu_mod.encode_status_report(reference, recipient, now, now, status)
         if self.cnmi[3] == 1:
             self._urc(f"+CDS: {pdu_mod.tpdu_length(hexpdu)}", hexpdu)
@@ -257,6 +390,9 @@ class ModemSimulator:
 
     def _write(self, data: bytes) -> None:
         if self._master is None:
+            return
+        if self._paused:
+            self._held.append(data)
             return
         try:
             os.write(self._master, data)
@@ -280,21 +416,39 @@ class ModemSimulator:
             data = b""
         if not data:
             return
+        status, data = data[0], data[1:]  # packet mode: a status byte, then the data (when status is 0)
+        if status & TIOCPKT_FLUSHREAD:
+            self._opened()
+        if not data:
+            return
         self._buf += data
-        self._process()
+        if not self._paused:
+            self._process()
+
+    @property
+    def unread(self) -> bytes:
+        """What the daemon wrote that the simulator has not acted on yet (while paused: the PDU after a prompt)."""
+        return self._buf
+
+    def _opened(self) -> None:
+        """The daemon opened the port (again)."""
+        self.opens += 1
+        if self.hung and self._hang_until == "reopen":
+            self.hung = False
+            log.debug("simulator_hang_ended", by="reopen")
 
     def _process(self) -> None:
-        while self._master is not None:
+        while self._master is not None and not self._paused:
             if self._pdu_len is not None:
                 m = re.search(rb"[\x1a\x1b]", self._buf)
                 if not m:
                     return
                 body, term = self._buf[: m.start()], self._buf[m.start() : m.end()]
                 self._buf = self._buf[m.end() :]
-                if self.echo and not self.silent:
+                if self.echo and not (self.silent or self.hung):
                     self._write(body)
                 length, self._pdu_len = self._pdu_len, None
-                if self.silent:
+                if self.silent or self.hung:
                     continue
                 if term == b"\x1b":
                     self._say(b"\r\nOK\r\n")
@@ -318,9 +472,24 @@ class ModemSimulator:
             if self.ignore_next > 0:
                 self.ignore_next -= 1
                 continue
+            if self._hang_in is not None:
+                if self._hang_in <= 0:
+                    self._hang_in, self.hung = None, True
+                else:
+                    self._hang_in -= 1
+            if self.hung:
+                if self._hang_until == "atz" and line.upper() in ("ATZ", "ATZ0"):
+                    self.hung = False  # the reset is heard: answered below, settings back to defaults
+                else:
+                    continue
             if self.echo:
                 self._write(raw + b"\r")
+            if self._at_step("command:" + line):
+                self._command(line)  # answered into the held output, said at resume
+                return
             self._command(line)
+            if self._paused:
+                return
 
     # -- commands ----------------------------------------------------------------------
 
@@ -365,16 +534,20 @@ class ModemSimulator:
         elif cmd in ("+CGMM", "+GMM"):
             self._respond([self.p["model"]])
         elif cmd in ("+CGMR", "+GMR"):
-            self._respond([self.p["revision"]])
+            if self.p["revision"] is None:
+                self._respond([], "ERROR")
+            else:
+                self._respond([self.p["revision"]])
         elif cmd in ("+CGSN", "+GSN"):
             self._respond([self.imei])
         elif cmd == "I":
             self._respond([f"Manufacturer: {self.p['maker']}", f"Model: {self.p['model']}", f"Revision: {self.p['revision']}", f"IMEI: {self.imei}"])
         elif cmd == "+CPIN?":
-            if self._pin_tries <= 0:
-                self._respond(["+CPIN: SIM PUK"])
+            state = "SIM PUK" if self._pin_tries <= 0 else "READY" if self._pin_ok else "SIM PIN"
+            if self.p.get("cpin_without_ok"):
+                self._say(f"\r\n+CPIN: {state}\r\n".encode())  # Wavecom: no final result code
             else:
-                self._respond(["+CPIN: READY" if self._pin_ok else "+CPIN: SIM PIN"])
+                self._respond([f"+CPIN: {state}"])
         elif cmd.startswith("+CPIN="):
             given = line.split("=", 1)[1].strip().strip('"')
             if self._pin_ok:
@@ -431,7 +604,13 @@ class ModemSimulator:
             except ValueError:
                 self._cms(304)
                 return
+            last = self.taken[-1] if self.taken else None
+            between = last is not None and last.part < last.total
+            if self._at_step("cmgs_command") or (between and self._at_step("between_parts")):
+                self._say(self.p["prompt"])  # held until resume
+                return
             self._say(self.p["prompt"])
+            self._at_step("prompt")
         elif cmd.startswith("+CMGR="):
             self._read(int(cmd[6:]))
         elif cmd.startswith("+CMGD="):
@@ -481,14 +660,29 @@ class ModemSimulator:
         except (pdu_mod.PduError, ValueError):
             self._cms(304)
             return
+        seq = msg.concat.seq if msg.concat is not None else 1
         if self._fail_sends:
             self._cms(self._fail_sends.pop(0))
+            return
+        if self._fail_parts.get(seq):
+            self._cms(self._fail_parts[seq].pop(0))
             return
         mr = self.mr
         self.mr = (self.mr + 1) % 256
         self._record(msg, mr, hexpdu)
+        self.taken.append(TakenPart(msg.recipient, msg.text, msg.concat.ref if msg.concat else None, seq,
+                                    msg.concat.total if msg.concat else 1, mr))
+        if self._at_step("pdu"):
+            self._respond([f"+CMGS: {mr}"])  # held until resume
+            return
         if self.cmgs_delay and self._loop is not None:
             self._loop.call_later(self.cmgs_delay, self._respond, [f"+CMGS: {mr}"])
+        elif self._pause_step == "cmgs":
+            self._write(f"\r\n+CMGS: {mr}\r\n".encode())
+            if self._at_step("cmgs"):
+                self._write(b"\r\nOK\r\n")  # held until resume
+            else:
+                self._write(b"\r\nOK\r\n")
         else:
             self._respond([f"+CMGS: {mr}"])
 
@@ -546,9 +740,27 @@ async def _serve_control(sim: ModemSimulator, path: str) -> asyncio.AbstractServ
                     res["pty"] = sim.pty_path
                 elif cmd == "inject_urc":
                     sim.inject_urc(str(req["line"]))
+                elif cmd == "fail_part":
+                    sim.fail_part(int(req["part"]), int(req["cms"]), int(req.get("times", 1)))
+                elif cmd == "hang_after":
+                    sim.hang_after(int(req["commands"]), until=str(req.get("until", "atz")))
+                elif cmd == "boot_every":
+                    sim.boot_every(float(req["seconds"]))
+                elif cmd == "reboot":
+                    await sim.reboot()
+                elif cmd == "pause_at":
+                    sim.pause_at(str(req["step"]), skip=int(req.get("skip", 0)))
+                elif cmd == "wait_paused":
+                    await asyncio.wait_for(sim.paused.wait(), float(req.get("timeout", 30)))
+                    res["paused_at"] = sim.paused_at
+                elif cmd == "resume":
+                    sim.resume()
+                elif cmd == "log":
+                    res["commands"] = list(sim.commands)
+                    res["taken"] = [t.__dict__ for t in sim.taken]
                 else:
                     res = {"ok": False, "error": f"unknown cmd {cmd!r}"}
-            except (ValueError, KeyError, TypeError) as e:
+            except (ValueError, KeyError, TypeError, TimeoutError) as e:
                 res = {"ok": False, "error": str(e)}
             writer.write((json.dumps(res) + "\n").encode())
             await writer.drain()
@@ -573,7 +785,7 @@ async def _amain(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m textbackd.modem.simulator", description="A fake GSM modem on a pty.")
+    ap = argparse.ArgumentParser(prog="python -m textbackd.senders.modem.simulator", description="A fake GSM modem on a pty.")
     ap.add_argument("--link", help="symlink to create to the pty (stable device path across unplug/replug)")
     ap.add_argument("--control", help="Unix socket for JSON-lines control commands")
     ap.add_argument("--profile", default="huawei", choices=sorted(PROFILES))

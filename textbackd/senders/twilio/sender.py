@@ -26,7 +26,7 @@ from textbackd.core.errors import UnknownSendError
 from textbackd.core.model import DeliveryReport, SendResult
 from textbackd.core.numbers import mask
 from textbackd.core.sms import analyze
-from textbackd.senders.base import InboundSink
+from textbackd.senders.base import InboundSink, SendTrack
 from textbackd.senders.gateway import HttpGateway, Response, scrub
 
 log = structlog.get_logger(__name__)
@@ -158,13 +158,14 @@ class TwilioSender(HttpGateway):
             f.append(("StatusCallback", self.status_callback))
         return f
 
-    async def send(self, to: str, text: str) -> SendResult:
+    async def send(self, to: str, text: str, track: SendTrack | None = None) -> SendResult:
         info = analyze(text)
         sc = self.sender_config
         body = urlencode(self.form(to, text)).encode("ascii")
         resp = await self.request(
             "POST",
             self.messages_url,
+            before_write=self.handover(track),
             data=body,
             headers={
                 "Authorization": basic_auth(sc.account_sid, sc.auth_token.reveal()),
