@@ -243,3 +243,43 @@ def test_token_cli_prints_once_lists_and_revokes(tmp_path: Path) -> None:
         assert [r.detail for r in audit.rows(store)] == ["revoked crm", "added crm (write)"]
     finally:
         store.close()
+
+
+async def test_the_api_answers_on_the_front_desk_listener_too(tmp_path) -> None:
+    """With [web] on, /api/v1 answers a token on the front desk's port as on the HTTP listener's, and
+    neither answers without one."""
+    import asyncio
+
+    from aiohttp import ClientSession
+
+    from textbackd import config as config_mod
+    from textbackd.api.app import hash_token, new_token
+    from textbackd.core.model import TokenScope
+    from textbackd.daemon.service import Daemon
+    from textbackd.store import api as api_q
+    from textbackd.store.db import Store
+
+    cfg = config_mod.parse({"business": {"name": "Apex"}, "store": {"path": str(tmp_path / "t.db")},
+                            "http": {"listen": "127.0.0.1:0"}, "web": {"listen": "127.0.0.1:0"}}, env={})
+    token = new_token()
+    store = Store(cfg.store.path)
+    api_q.add_token(store, name="crm", scope=TokenScope.READ, token_hash=hash_token(token), now=0.0, by="test")
+    store.close()
+    daemon = Daemon(cfg, senders=[], handle_signals=False)
+    task = asyncio.create_task(daemon.run())
+    try:
+        for _ in range(200):
+            if daemon.listener is not None and daemon.web is not None and daemon.web.port:
+                break
+            await asyncio.sleep(0.05)
+        async with ClientSession() as http:
+            for port in (daemon.listener.port, daemon.web.port):
+                url = f"http://127.0.0.1:{port}/api/v1/calls"
+                async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+                    assert r.status == 200, (port, await r.text())
+                    assert await r.json() == {"items": [], "next_cursor": None}
+                async with http.get(url) as r:
+                    assert r.status == 401
+    finally:
+        daemon.stop()
+        await asyncio.wait_for(task, 20)
