@@ -108,6 +108,8 @@ class Daemon:
         self._retrying: asyncio.Task | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
+        self._tracker_at = 0.0  # the tracker time (event time) of the last event fed
+        self._linger_changed = asyncio.Event()  # the tracker's ``wake_at`` may have moved
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -167,6 +169,7 @@ class Daemon:
                 tg.create_task(self.notifier.run(), name="notify")
                 tg.create_task(self._announce_ready(), name="ready")
                 tg.create_task(self._checkpoint_loop(), name="checkpoint")
+                tg.create_task(self._linger_loop(), name="linger")
                 for endpoint, worker in self.webhooks:
                     tg.create_task(worker.run(), name=f"webhook:{endpoint.name}")
                 tg.create_task(self._watch_contacts(), name="contacts")
@@ -249,9 +252,13 @@ class Daemon:
         self.events += 1
         self.metrics.events.inc()
         self.last_event_at = at
+        wake = getattr(self.tracker, "wake_at", None)
+        self._tracker_at = at
         for call in self.tracker.feed(event, at):
             await self._finished(call)
         self._tracker_dirty = True
+        if getattr(self.tracker, "wake_at", None) != wake:
+            self._linger_changed.set()
         if self.tracker.urgent:
             self._checkpoint()
 
@@ -353,6 +360,28 @@ class Daemon:
             await asyncio.sleep(every)
             self._checkpoint()
             self._watch_link()
+
+    async def _linger_loop(self) -> None:
+        """Report a call the tracker holds back for a late event (``wake_at``) as soon as its wait is over.
+
+        The tracker's wait is in event time; the daemon waits what is left of it from the last
+        event, so a call is reported when its linger ends, not at the next 30 s ``expire`` sweep.
+        """
+        while True:
+            wake = getattr(self.tracker, "wake_at", None)
+            self._linger_changed.clear()
+            if wake is None:
+                await self._linger_changed.wait()
+                continue
+            left = wake - self._tracker_at
+            if left > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._linger_changed.wait(), left)
+                    continue  # an event came: it may have reported the call or moved the wait
+            self._tracker_at = max(self._tracker_at, wake)
+            for call in self.tracker.expire(self._tracker_at):
+                await self._finished(call)
+            self._tracker_dirty = True
 
     async def _housekeeping(self) -> None:
         wd = systemd.watchdog_interval()

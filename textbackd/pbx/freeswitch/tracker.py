@@ -19,7 +19,7 @@ sofia profile is ``external``, or its channel name matches
 (``pbx.internal_extension_pattern``) and outbound when it dialled anything
 else or reached a trunk leg.
 
-Outcome (decided when the a-leg and any loopback legs have hung up):
+Outcome (decided when the a-leg and any loopback legs have hung up, see *Late voicemail* below):
 
 * ``answered`` only when a human leg was bridged to the call (a phone, an
   agent, a trunk leg for a forward; a ``loopback`` leg is not human) or a
@@ -35,6 +35,30 @@ Outcome (decided when the a-leg and any loopback legs have hung up):
   ``last_bridge_hangup_cause`` give ``caller_cancel``, ``busy``,
   ``no_answer`` or ``unavailable``. ``LOSE_RACE`` / ``PICKED_OFF`` b-legs
   never count as a no-answer.
+
+Late voicemail (``VOICEMAIL_LINGER``, 5 s of event time): with the stock
+``Local_Extension`` the ``voicemail`` app runs on ``loopback/voicemail-b``, a
+channel with its own session thread. When the caller hangs up during the
+recording, FreeSWITCH tears down the a-leg and both loopback legs while
+mod_voicemail is still saving the message (``deliver_vm``: file, database row,
+notification), and the ``leave-message`` event can reach us after every leg's
+hangup and destroy. So a call whose voicemail ran on a loopback leg, with no
+``leave-message`` yet, is not reported when its last leg hangs up: it waits
+until the message comes (then it is reported at once, ``voicemail_after_hangup``
+in its notes) or until ``VOICEMAIL_LINGER`` seconds of event time after the last
+leg's hangup (``voicemail_linger_over``). In the recorded captures the message
+came within the same 20 ms tick as the hangups; 5 s covers a loaded box whose
+disk or notification is slow, and costs nothing else: only such calls wait, the
+call's ``ended`` stays the hangup time (the text's grace counts from it, and the
+default grace of 30 s is longer than the wait), and ``wake_at`` tells the daemon
+when to look again, so it need not wait for its expiry sweep. An answered call,
+a call with its message, and every call that never reached a loopback
+voicemail leg is reported by the event that ends it, as before. Voicemail run on
+the a-leg itself (DID 5550100 in the captures) raises its event from the
+caller's own thread, before that channel's hangup, and does not wait.
+``LOOPBACK_LINGER`` (120 s) is the older, longer bound for a loopback leg that
+never reports its hangup at all. A lingering call is in ``snapshot()`` (with its
+deadline) and ``flush()`` reports it without a message.
 
 Restarts: ``snapshot()`` / ``restore()`` carry the open calls (and their legs)
 across a daemon crash; the ``show channels`` resync then closes the restored
@@ -107,6 +131,9 @@ _UNAVAILABLE = {
 _NOT_EVIDENCE = {"LOSE_RACE", "PICKED_OFF", "", "NONE", "SUCCESS", "NORMAL_CLEARING", "NORMAL_UNSPECIFIED"}
 
 LOOPBACK_LINGER = 120.0  # seconds a hung-up call waits for its loopback legs before being reported anyway
+# seconds of event time a call whose voicemail ran on a loopback leg waits, once every leg has hung up,
+# for a ``vm::maintenance`` ``leave-message`` that has not come yet (see the module docstring)
+VOICEMAIL_LINGER = 5.0
 RESYNC_GRACE = 30.0  # seconds a call missing from a resync may still get its own hangup
 
 RING, VOICEMAIL, QUEUE, IVR = "ring", "voicemail", "queue", "ivr"
@@ -168,6 +195,8 @@ class _Open:
     hangup: Mapping[str, str] | None = None
     ended: float | None = None
     notes: list[str] = field(default_factory=list)
+    vm_loopback: bool = False  # the voicemail app ran on a loopback leg (its own thread: its events may trail)
+    linger_until: float | None = None  # every leg is gone; waiting for a late leave-message until then
 
 
 def snapshot_rows(body: str) -> list[Mapping[str, str]]:
@@ -207,6 +236,7 @@ class FsTracker:
         self._pending_loopback: dict[str, tuple[str, float]] = {}  # twin uuid → (loopback uuid waiting, since)
         self._missing: dict[str, float] = {}  # a-legs absent from the last resync → when
         self._done: dict[str, float] = {}  # recently finished a-legs → when (late events are ignored)
+        self._lingering: dict[str, float] = {}  # a-legs waiting for a late leave-message → until when
         self.urgent = False  # a human answered since the last snapshot(): the daemon saves at once
         self.events = 0
 
@@ -215,6 +245,11 @@ class FsTracker:
     @property
     def open_calls(self) -> int:
         return len(self._calls)
+
+    @property
+    def wake_at(self) -> float | None:
+        """The earliest event time at which ``expire`` has a lingering call to report (None: none)."""
+        return min(self._lingering.values(), default=None)
 
     # ------------------------------------------------------------------ surviving a crash
     #
@@ -250,6 +285,8 @@ class FsTracker:
             for leg in c.legs:
                 self._leg_call[leg] = c.uuid
                 self._leg_info[leg] = info.get(leg, ("", ""))
+            if c.linger_until is not None:
+                self._lingering[c.uuid] = c.linger_until  # lingering when we went down: still waits, as long
             restored += 1
         return restored
 
@@ -273,6 +310,11 @@ class FsTracker:
 
     def feed(self, event: Mapping[str, str], at: float) -> list[Call]:
         self.events += 1
+        if self._lingering and min(self._lingering.values()) <= at:
+            return [*self._lingered(at), *self._feed(event, at)]  # event time moved past a linger: report it first
+        return self._feed(event, at)
+
+    def _feed(self, event: Mapping[str, str], at: float) -> list[Call]:
         name = event.get("Event-Name")
         if name == "CHANNEL_CREATE":
             self._create(event, at)
@@ -291,7 +333,7 @@ class FsTracker:
         if name == "CUSTOM":
             sub = event.get("Event-Subclass", "")
             if sub == "vm::maintenance":
-                self._vm(event, at)
+                return self._vm(event, at)
             elif sub == "callcenter::info":
                 self._callcenter(event, at)
             elif sub == "fifo::info":
@@ -309,8 +351,18 @@ class FsTracker:
             return self.resync(snapshot_rows(event.get("_body", "")), at, since=since)
         return []
 
-    def expire(self, now: float) -> list[Call]:
+    def _lingered(self, now: float) -> list[Call]:
+        """Lingering calls whose ``VOICEMAIL_LINGER`` is over at ``now``: reported without a message."""
         out = []
+        for uuid, until in sorted(self._lingering.items(), key=lambda kv: kv[1]):
+            c = self._calls.get(uuid)
+            if c is not None and until <= now:
+                c.notes.append("voicemail_linger_over")
+                out.append(self._finish(c, c.ended if c.ended is not None else c.last_at, unknown=False))
+        return out
+
+    def expire(self, now: float) -> list[Call]:
+        out = self._lingered(now)
         for uuid, since in list(self._missing.items()):
             c = self._calls.get(uuid)
             if c is None or c.last_at > since:
@@ -320,6 +372,8 @@ class FsTracker:
                 c.notes.append("ended_while_disconnected")
                 out.append(self._finish(c, now, unknown=c.answered_at is None))
         for uuid, c in list(self._calls.items()):
+            if c.linger_until is not None:
+                continue
             if c.hangup is not None and now - c.last_at > LOOPBACK_LINGER:
                 c.notes.append("loopback_leg_lingered")  # the caller is gone; its loopback leg never reported
                 out.append(self._finish(c, c.ended if c.ended is not None else c.last_at, unknown=False))
@@ -500,6 +554,8 @@ class FsTracker:
         c.last_at = at
         if app == "voicemail":
             c.stage = VOICEMAIL
+            if e.get("Unique-ID") != c.uuid and e.get("Channel-Name", "").startswith("loopback/"):
+                c.vm_loopback = True
             args = e.get("Application-Data", "").split()
             if args and not args[0].startswith("check") and c.voicemail_box is None:
                 c.voicemail_box = args[-1]  # "default <domain> <box>"
@@ -534,16 +590,19 @@ class FsTracker:
                 if c.ring_end is None:
                     c.ring_end = at
 
-    def _vm(self, e: Mapping[str, str], at: float) -> None:
+    def _vm(self, e: Mapping[str, str], at: float) -> list[Call]:
         if e.get("VM-Action") != "leave-message":
-            return
+            return []
         c = self._call_of(e.get("VM-UUID")) or self._call_of(e.get("Unique-ID"))
         if c is None:
-            return
+            return []
         c.voicemail_left = True
         c.voicemail_box = e.get("VM-User") or c.voicemail_box
         c.stage = VOICEMAIL
         c.last_at = at
+        if c.linger_until is not None:
+            c.notes.append("voicemail_after_hangup")  # the message came while the call lingered for it
+        return self._maybe_finish(c)
 
     def _callcenter(self, e: Mapping[str, str], at: float) -> None:
         c = self._call_of(e.get("CC-Member-Session-UUID"))
@@ -677,6 +736,12 @@ class FsTracker:
     def _maybe_finish(self, c: _Open) -> list[Call]:
         if c.hangup is None or c.loopback_open:
             return []
+        if c.vm_loopback and not c.voicemail_left and c.answered_at is None and not c.picked_off:
+            # every leg is down, but the voicemail-b leg's leave-message may still be on its way
+            if c.linger_until is None:
+                c.linger_until = c.last_at + VOICEMAIL_LINGER
+                self._lingering[c.uuid] = c.linger_until  # (checkpointed by the daemon's half-second save)
+            return []
         return [self._finish(c, c.ended if c.ended is not None else c.last_at, unknown=False)]
 
     # ------------------------------------------------------------------ decisions
@@ -722,6 +787,7 @@ class FsTracker:
 
     def _finish(self, c: _Open, now: float, *, unknown: bool) -> Call:
         self._calls.pop(c.uuid, None)
+        self._lingering.pop(c.uuid, None)
         for leg in c.legs:
             self._leg_call.pop(leg, None)
             self._leg_info.pop(leg, None)
