@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import pathlib
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -61,11 +62,21 @@ class Harness:
             self.fail_first = False
             raise RuntimeError("handler bug after the tracker saw the event")
 
+    async def _lingered(self) -> None:
+        """As the daemon does: report a call the tracker holds back (``wake_at``) once its wait is over."""
+        while True:
+            await asyncio.sleep(0.05)
+            wake = self.tracker.wake_at
+            if wake is not None and time.time() >= wake:
+                self.calls += self.tracker.expire(time.time())
+
     async def __aenter__(self) -> Harness:
         self.task = asyncio.create_task(self.client.run())
+        self.linger = asyncio.create_task(self._lingered())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.linger.cancel()
         await self.client.close()
         assert self.task is not None
         await asyncio.wait_for(self.task, 10)

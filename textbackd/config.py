@@ -91,6 +91,7 @@ def parse(data: Mapping[str, Any], *, file: str = "<memory>", env: Mapping[str, 
         trunk_channel_patterns=p.strs("trunk_channel_patterns"),
         internal_extension_pattern=p.str("internal_extension_pattern", _D_PBX.internal_extension_pattern),
         call_expiry_seconds=p.float("call_expiry_seconds", 4 * 3600.0, lo=60),
+        event_clock=p.str("event_clock", "pbx", choices=("pbx", "arrival")),
     )
     for i, pat in enumerate((*pbx.trunk_channel_patterns, pbx.internal_extension_pattern)):
         try:

@@ -75,6 +75,7 @@ class PbxConfig:
     trunk_channel_patterns: tuple[str, ...] = ()  # regexes on the originating channel name
     internal_extension_pattern: str = r"^\d{2,6}$"
     call_expiry_seconds: float = 4 * 3600.0  # a call with no hangup after this is closed as unknown
+    event_clock: str = "pbx"  # "pbx": the PBX's event time when believable (README "Which clock decides"); "arrival"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from textbackd.daemon.notify import Notifier
 from textbackd.daemon.outbox import Outbox
 from textbackd.daemon.pipeline import Pipeline
 from textbackd.pbx import registry as pbx_kinds
-from textbackd.pbx.base import Event, PbxClient
+from textbackd.pbx.base import Event, EventClock, PbxClient
 from textbackd.pbx.registry import make_tracker
 from textbackd.senders import registry as sender_kinds
 from textbackd.senders.base import Sender
@@ -72,6 +72,11 @@ class Daemon:
         self.expire_every = expire_every
         self.store: Store | None = None
         self.tracker = make_tracker(config)
+        # when events happened: the PBX's own stamps when believable (pbx/base.py EventClock), else arrival
+        stamp = getattr(self.tracker, "event_time", None) if config.pbx.event_clock == "pbx" else None
+        self.event_clock = EventClock(stamp)
+        self._clock_session = -1
+        self._clock_warned = False
         self.client: PbxClient | None = None
         self.outbox: Outbox | None = None
         self.senders: list[Sender] = []
@@ -134,7 +139,7 @@ class Daemon:
             retry_base=cfg.policy.retry_base_seconds,
             recheck=chain_recheck(pipeline.recheck, self.followups.recheck),
             observer=self._text_changed,
-            clock=self.clock,
+            clock=self.present,  # text-backs are due, and rechecked, in event time (README "Which clock decides")
             log_numbers=cfg.logging.log_numbers,
         )
         self.followups.wake_outbox = self.outbox.wake
@@ -248,10 +253,24 @@ class Daemon:
 
     # -- events ---------------------------------------------------------------------
 
-    async def _on_event(self, event: Event, at: float) -> None:
+    def present(self) -> float:
+        """Now, in the time the tracker and the text-back decisions use: the PBX's clock as the events read say."""
+        return self.event_clock.present(self.clock())
+
+    async def _on_event(self, event: Event, arrival: float) -> None:
         self.events += 1
         self.metrics.events.inc()
-        self.last_event_at = at
+        self.last_event_at = arrival
+        session = self.client.reconnects if self.client is not None else 0
+        if session != self._clock_session:  # a new connection: its first stamped event decides again
+            self._clock_session = session
+            self.event_clock.new_session()
+            self._clock_warned = False
+        at = self.event_clock.at(event, arrival)
+        if self.event_clock.distrusted is not None and not self._clock_warned:
+            self._clock_warned = True
+            log.warning("pbx_clock_not_used", seconds_off=round(self.event_clock.distrusted, 1),
+                        effect="calls are timed by arrival")
         wake = getattr(self.tracker, "wake_at", None)
         self._tracker_at = at
         for call in self.tracker.feed(event, at):
@@ -259,6 +278,12 @@ class Daemon:
         self._tracker_dirty = True
         if getattr(self.tracker, "wake_at", None) != wake:
             self._linger_changed.set()
+        if abs(self.event_clock.offset) > 1.0 and self.outbox is not None and self.store is not None:
+            # reading a backlog (or a capture faster than real time): a text-back due by now in event time
+            # is rechecked before the next event is read, as it would have been live
+            due = self.store.next_due_at()
+            if due is not None and due <= self.present():
+                await self.outbox.process_due()
         if self.tracker.urgent:
             self._checkpoint()
 
@@ -266,7 +291,7 @@ class Daemon:
         assert self.store is not None and self.outbox is not None
         self.calls += 1
         try:
-            out = self.pipeline.handle_call(call, self.clock())
+            out = self.pipeline.handle_call(call, self.present())
         except StoreError as e:
             self._store_refused(call, e)
             return
@@ -292,7 +317,7 @@ class Daemon:
         sender = detail if state == MessageState.SENT else (m.sender or "")
         self.metrics.texts.labels(str(state), sender).inc()
         if state == MessageState.SENT:
-            self.metrics.send_latency.observe(max(0.0, self.clock() - m.send_at))
+            self.metrics.send_latency.observe(max(0.0, self.present() - m.send_at))
         if self.followups is not None:
             try:
                 self.followups.on_text_state(m, state)  # schedule follow-ups once a text-back is sent
@@ -392,7 +417,7 @@ class Daemon:
             now = self.clock()
             if now - last_expire >= self.expire_every:
                 last_expire = now
-                for call in self.tracker.expire(now):
+                for call in self.tracker.expire(self.present()):
                     log.warning("call_expired_without_hangup", call=call.id)
                     await self._finished(call)
             self._ops_tick(now)
@@ -508,7 +533,7 @@ class Daemon:
         held, self.unwritten = self.unwritten, []
         for i, call in enumerate(held):
             try:
-                out = self.pipeline.handle_call(call, self.clock())
+                out = self.pipeline.handle_call(call, self.present())
             except StoreError:
                 self.unwritten = held[i:]
                 return

@@ -29,6 +29,54 @@ Event = Mapping[str, str]
 EventCallback = Callable[[Event, float], Awaitable[None]]
 Timed = tuple[Event, float]
 
+PBX_CLOCK_SKEW = 5.0  # seconds: a session's first stamped event within this of its arrival → the PBX clock is believed
+PBX_CLOCK_MAX_LAG = 3600.0  # seconds: a stamp further than this from its arrival, mid-session, is not
+
+
+class EventClock:
+    """When each event happened, for the tracker and the daemon's decisions. Pure: arrival times are passed in.
+
+    ``stamp(event)`` is the kind's reading of the PBX's own time on an event (FreeSWITCH
+    ``Event-Date-Timestamp``; AMI ``Timestamp:`` with ``timestampevents = yes``), or None. The first
+    stamped event of a session (a connection) decides: within ``PBX_CLOCK_SKEW`` of its arrival,
+    live events come in as they happen, so the PBX clock agrees with ours and its stamps are
+    used from then on, however far behind we later read (a backlog); else the PBX clock is off
+    and arrival is used for the whole session. A stamp more than ``PBX_CLOCK_MAX_LAG`` from its
+    arrival (a clock stepped mid-session) ends the trust too. An event without a stamp gets
+    its arrival moved by the offset of the last stamped one. ``present(wall)`` is "now" in the
+    same time: the PBX's clock as far as the events read say, advancing with ours.
+    """
+
+    def __init__(self, stamp: Callable[[Event], float | None] | None) -> None:
+        self.stamp = stamp
+        self.trusted: bool | None = None if stamp is not None else False  # None: not decided this session
+        self.offset = 0.0  # event time − arrival of the last stamped event (< 0: reading behind the PBX)
+        self.distrusted: float | None = None  # the lag that made us distrust the PBX clock (for logs, doctor)
+
+    def new_session(self) -> None:
+        if self.stamp is not None:
+            self.trusted = None
+        self.offset = 0.0
+
+    def at(self, event: Event, arrival: float) -> float:
+        t = self.stamp(event) if self.trusted is not False and self.stamp is not None else None
+        if t is None:
+            return arrival + self.offset
+        lag = arrival - t
+        if self.trusted is None:
+            self.trusted = abs(lag) <= PBX_CLOCK_SKEW
+        elif abs(lag) > PBX_CLOCK_MAX_LAG:
+            self.trusted = False
+        if not self.trusted:
+            self.distrusted = lag
+            self.offset = 0.0
+            return arrival
+        self.offset = -lag
+        return t
+
+    def present(self, wall: float) -> float:
+        return wall + self.offset
+
 
 class Tracker(Protocol):
     #: something a crash must not lose happened since the last ``snapshot()`` (a new call, an answer)

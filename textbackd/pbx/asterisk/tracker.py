@@ -271,6 +271,15 @@ class AmiTracker:
 
     wants_frame = staticmethod(wants_frame)
 
+    @staticmethod
+    def event_time(event: Event) -> float | None:
+        """The PBX's own time of an event: ``Timestamp:`` (epoch seconds), sent with ``timestampevents = yes``."""
+        try:
+            t = float(event.get("Timestamp") or 0)
+        except ValueError:
+            return None
+        return t or None
+
     def __init__(self, config: Config) -> None:
         pbx = config.pbx
         self.region = config.business.default_region

@@ -80,6 +80,7 @@ import structlog
 from textbackd.core.model import Call, Direction, Outcome, utc_from_epoch
 from textbackd.core.numbers import normalize
 from textbackd.core.settings import Config
+from textbackd.pbx.freeswitch.frames import event_time
 
 log = structlog.get_logger(__name__)
 
@@ -221,6 +222,8 @@ def _leg_name(event: Mapping[str, str]) -> str:
 
 class FsTracker:
     """``pbx.Tracker`` for FreeSWITCH. ``feed(event, at)`` → calls that finished."""
+
+    event_time = staticmethod(event_time)  # the PBX's own time of an event (``Event-Date-Timestamp``), for the daemon
 
     def __init__(self, config: Config) -> None:
         self.config = config
