@@ -41,8 +41,8 @@ Late voicemail (``VOICEMAIL_LINGER``, 5 s of event time): with the stock
 channel with its own session thread. When the caller hangs up during the
 recording, FreeSWITCH tears down the a-leg and both loopback legs while
 mod_voicemail is still saving the message (``deliver_vm``: file, database row,
-notification), and the ``leave-message`` event can reach us after every leg's
-hangup and destroy. So a call whose voicemail ran on a loopback leg, with no
+notification; the recorded event already says ``Answer-State: hangup``), and the
+``leave-message`` event can reach us after every leg's hangup and destroy. So a call whose voicemail ran on a loopback leg, with no
 ``leave-message`` yet, is not reported when its last leg hangs up: it waits
 until the message comes (then it is reported at once, ``voicemail_after_hangup``
 in its notes) or until ``VOICEMAIL_LINGER`` seconds of event time after the last
