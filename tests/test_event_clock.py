@@ -95,9 +95,11 @@ def test_a_pbx_clock_far_off_is_not_used() -> None:
     assert off.at({"Event-Date-Timestamp": "1795395700000000"}, t + 601) == t + 601  # the whole session
     good = EventClock(event_time)
     assert good.at(ev, t + PBX_CLOCK_SKEW / 2) == t and good.trusted
+    assert good.drift == 0.0  # a constant difference between the clocks is not a backlog
     late = {"Event-Date-Timestamp": "1795395700000000"}
     assert good.at(late, t + 300) == 1795395700.0  # read 4 minutes late (a backlog): still the PBX's time
     assert good.present(t + 300) == pytest.approx(1795395700.0)
+    assert good.drift == pytest.approx(-271.6, abs=0.1)  # reading behind the PBX: what the daemon catches up on
     assert good.at({"Event-Name": "TEXTBACKD_CHANNELS_SNAPSHOT"}, t + 301) == pytest.approx(1795395701.0)
     good.new_session()
     assert good.trusted is None and good.at(ev, t + 3600) == t + 3600  # a new connection decides again

@@ -278,7 +278,7 @@ class Daemon:
         self._tracker_dirty = True
         if getattr(self.tracker, "wake_at", None) != wake:
             self._linger_changed.set()
-        if abs(self.event_clock.offset) > 1.0 and self.outbox is not None and self.store is not None:
+        if abs(self.event_clock.drift) > 1.0 and self.outbox is not None and self.store is not None:
             # reading a backlog (or a capture faster than real time): a text-back due by now in event time
             # is rechecked before the next event is read, as it would have been live
             due = self.store.next_due_at()

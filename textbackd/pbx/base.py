@@ -51,12 +51,13 @@ class EventClock:
         self.stamp = stamp
         self.trusted: bool | None = None if stamp is not None else False  # None: not decided this session
         self.offset = 0.0  # event time − arrival of the last stamped event (< 0: reading behind the PBX)
+        self.skew = 0.0  # the offset of the session's first stamped event: the two clocks' difference, live
         self.distrusted: float | None = None  # the lag that made us distrust the PBX clock (for logs, doctor)
 
     def new_session(self) -> None:
         if self.stamp is not None:
             self.trusted = None
-        self.offset = 0.0
+        self.offset = self.skew = 0.0
 
     def at(self, event: Event, arrival: float) -> float:
         t = self.stamp(event) if self.trusted is not False and self.stamp is not None else None
@@ -65,6 +66,7 @@ class EventClock:
         lag = arrival - t
         if self.trusted is None:
             self.trusted = abs(lag) <= PBX_CLOCK_SKEW
+            self.skew = -lag
         elif abs(lag) > PBX_CLOCK_MAX_LAG:
             self.trusted = False
         if not self.trusted:
@@ -76,6 +78,11 @@ class EventClock:
 
     def present(self, wall: float) -> float:
         return wall + self.offset
+
+    @property
+    def drift(self) -> float:
+        """How far the events read are from live: < 0 behind the PBX (a backlog), > 0 ahead (a fast replay)."""
+        return self.offset - self.skew
 
 
 class Tracker(Protocol):
