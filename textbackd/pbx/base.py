@@ -105,6 +105,28 @@ def open_trace(path: str | Path) -> bytes:
     return raw
 
 
+def trace_chunks(path: str | Path, size: int = 1 << 16) -> Iterator[bytes]:
+    """The bytes of a capture in chunks of about ``size`` (gunzipped by magic), never the whole file in memory:
+    what ``replay`` streams a month-long capture through."""
+    p = Path(path)
+    try:
+        f = p.open("rb")
+    except FileNotFoundError:
+        raise TextbackError(f"{p}: no such file") from None
+    except OSError as e:
+        raise TextbackError(f"{p}: cannot read: {e.strerror}") from None
+    with f:
+        src = gzip.GzipFile(fileobj=f) if f.peek(2)[:2] == b"\x1f\x8b" else f
+        while True:
+            try:
+                chunk = src.read(size)
+            except (OSError, EOFError) as e:
+                raise TextbackError(f"{p}: damaged gzip file: {e}") from None
+            if not chunk:
+                return
+            yield chunk
+
+
 async def connect(host: str, port: int, where: str, timeout: float, fix: str) -> Any:
     """``doctor``: (reader, writer) of a TCP connection to the PBX, or the failed ``pbx reachable`` Check."""
     import asyncio
