@@ -9,10 +9,6 @@ import time
 
 from textbackd.commands._common import cli_actor, config_option, load_config, local_time, table
 from textbackd.core.errors import TextbackError
-from textbackd.core.model import AuditAction, TokenScope
-from textbackd.store import api as api_q
-from textbackd.store import audit
-from textbackd.store.db import Store
 
 NAME = "token"
 HELP = "API tokens: add one (printed once), list them, revoke one"
@@ -24,6 +20,8 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from textbackd.core.model import AuditAction, TokenScope
+
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = sub.add_parser("add", help="make a new token and print it once")
     a.add_argument("name", metavar="NAME", help="who uses it, e.g. crm (writes are audited as api:crm)")
@@ -37,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.core.model import AuditAction, TokenScope
+    from textbackd.store import api as api_q
+    from textbackd.store import audit
+    from textbackd.store.db import Store
+
     from textbackd.api.app import hash_token, new_token
 
     cfg = load_config(args)
