@@ -8,7 +8,7 @@ This module feeds the tracker and returns the finished calls in the order they f
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -50,6 +50,7 @@ def replay_calls(
 
 
 BATCH = 500  # calls per transaction of the replay's scratch store
+SPOOL_AT = 5_000  # calls waiting in memory for a text's fate (~1.5 KB each); more wait on the scratch store's disk
 
 
 def replay_decisions(
@@ -68,11 +69,15 @@ def replay_decisions(
     from textbackd.core.model import MessageState
     from textbackd.daemon.pipeline import Pipeline, as_action
     from textbackd.store.db import Store
+    from textbackd.store.spool import Spool
 
     store = Store.scratch()
     pipe = Pipeline(store, config, contacts)
-    waiting: deque[list] = deque()  # [call, action, resolved], in the order the calls finished
-    texts: dict[int, list] = {}  # message id → its waiting entry, until the text is sent or cancelled
+    spool = Spool(store)
+    # entries [call, action, settled, message id, spool seq]: in memory up to SPOOL_AT, then on the spool, in the
+    # order the calls finished; a text's entry is in ``texts`` until its fate is known
+    waiting: deque[list] = deque()
+    texts: dict[int, list] = {}
     next_due = float("inf")  # only this replay writes the store: no text is due before this
 
     def deliver(until: float) -> None:
@@ -94,13 +99,29 @@ def replay_decisions(
                         entry[1]["sent"] = True
                 if entry:
                     entry[2] = True
+                    if entry[4] is not None:
+                        spool.replace(entry[4], entry)
         nxt = store.next_due_at()
         next_due = float("inf") if nxt is None else nxt
 
+    def park(entry: list) -> None:
+        if spool.size or len(waiting) >= SPOOL_AT:
+            entry[4] = spool.push(entry)
+        else:
+            waiting.append(entry)
+
     def ready() -> Iterator[tuple[Call, dict]]:
-        while waiting and waiting[0][2]:
-            call, action, _ = waiting.popleft()
-            yield call, action
+        while True:
+            while waiting and waiting[0][2]:
+                call, action, *_ = waiting.popleft()
+                yield call, action
+            if waiting or not spool.size:
+                return
+            for entry in spool.take(SPOOL_AT):
+                entry[4] = None
+                if not entry[2]:
+                    texts[entry[3]] = entry
+                waiting.append(entry)
 
     calls = replay_calls(path, config, pbx, start=start)
     try:
@@ -115,15 +136,67 @@ def replay_decisions(
                     yield from ready()
                     out = pipe.handle_call(call, now)
                     action = as_action(out.decision)
-                    entry = [out.call, action, True]
+                    entry = [out.call, action, True, out.message_id, None]
                     if action.get("action") == "text" and out.message_id is not None:
                         entry[2] = False
                         texts[out.message_id] = entry
                         next_due = min(next_due, out.decision.send_at.timestamp())
-                    waiting.append(entry)
+                    park(entry)
                     yield from ready()
         with store.batch():
             deliver(float("inf"))
-        yield from ready()
+            yield from ready()
     finally:
         store.close()
+
+
+def outcome_of(action: dict | None) -> str:
+    """One word (and its reason) for what a call led to: ``texted``, ``cancelled: <reason>``,
+    ``not texted: <reason>``, ``none`` (already decided), ``calls only`` (no decision asked)."""
+    if action is None:
+        return "calls only"
+    kind = action.get("action")
+    if kind == "text":
+        if action.get("cancelled"):
+            return f"cancelled: {action['cancelled']}"
+        return "texted" if action.get("sent") else "scheduled"
+    if kind == "skip":
+        return f"not texted: {action.get('reason') or 'unknown'}"
+    return "none"
+
+
+class Totals:
+    """What a replay led to, counted: calls, missed calls, and each ``outcome_of`` (``--summary``, ``--compare``)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.missed = 0
+        self.outcomes: dict[str, int] = {}
+
+    def add(self, call: Call, action: dict | None) -> str:
+        self.calls += 1
+        self.missed += call.missed
+        o = outcome_of(action)
+        self.outcomes[o] = self.outcomes.get(o, 0) + 1
+        return o
+
+    @property
+    def texted(self) -> int:
+        return self.outcomes.get("texted", 0)
+
+    def rows(self, also: Iterable[str] = ()) -> list[tuple[str, int]]:
+        """``(label, count)``: the totals, then the outcomes grouped (texted, cancelled, not texted), each group's
+        reasons by count, most first; ``also``: outcomes to list with 0 when this replay had none (``--compare``)."""
+        counts = dict.fromkeys(also, 0) | self.outcomes
+        out = [("calls", self.calls), ("missed", self.missed)]
+        for group in ("texted", "scheduled", "cancelled", "not texted", "none"):
+            items = sorted(((k, v) for k, v in counts.items() if k.split(":")[0] == group),
+                           key=lambda kv: (-kv[1], kv[0]))
+            if not items:
+                continue
+            if len(items) == 1 and ":" not in items[0][0]:
+                out.append(items[0])
+                continue
+            out.append((group, sum(v for _, v in items)))
+            out += [("  " + k.split(": ", 1)[1], v) for k, v in items]
+        return out

@@ -88,11 +88,17 @@ class PbxKind(Protocol):
         """``doctor``: reachable, login, permissions, events arriving."""
 
 
+#: how many bytes of each capture file (by the path as given) ``open_trace``/``trace_chunks`` have read from disk
+#: so far: ``replay --progress`` reads it (one process, one replay at a time)
+bytes_read: dict[str, int] = {}
+
+
 def open_trace(path: str | Path) -> bytes:
     """The bytes of a capture, gunzipped when the file is gzip (by magic, not by name)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
+        bytes_read[str(path)] = len(raw)
     except FileNotFoundError:
         raise TextbackError(f"{p}: no such file") from None
     except OSError as e:
@@ -124,6 +130,7 @@ def trace_chunks(path: str | Path, size: int = 1 << 16) -> Iterator[bytes]:
                 raise TextbackError(f"{p}: damaged gzip file: {e}") from None
             if not chunk:
                 return
+            bytes_read[str(path)] = f.tell()
             yield chunk
 
 

@@ -357,6 +357,10 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE outcome = 'answered' AND direction = 'inbound';
     CREATE INDEX calls_answered_out ON calls(did, COALESCE(answered_at, ended))
         WHERE outcome = 'answered' AND direction = 'outbound';
+    -- a new text's foreign-key check (and retention's cascade) looked through every reference ever taken
+    CREATE INDEX message_refs_message ON message_refs(message_id);
+    -- events.record asks which endpoints want each new call and text: a search, not a scan, even for a few rows
+    CREATE INDEX webhook_endpoints_live ON webhook_endpoints(active, disabled_at);
     """,
 )
 
