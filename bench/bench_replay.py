@@ -105,6 +105,36 @@ def speed(events: int, reps: int) -> None:
         print(f"  start-up alone (replay of an empty file, best of 3): {start * 1000:.0f} ms")
 
 
+# --- textbackd --help ------------------------------------------------------------------------
+
+
+def help_time(runs: int = 20) -> None:
+    """Wall time of ``python -m textbackd --help`` (``runs`` processes), and what its imports cost."""
+    cmd = [sys.executable, "-m", "textbackd", "--help"]
+    walls = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True, cwd=ROOT)
+        walls.append((time.perf_counter() - t) * 1000)
+    med = statistics.median(walls)
+    print(f"textbackd --help: {runs} runs, median {med:.0f} ms, min {min(walls):.0f} ms, max {max(walls):.0f} ms "
+          f"(goal < 150 ms: {'MET' if med < 150 else 'MISSED'}; load {load()})")
+    err = subprocess.run([sys.executable, "-X", "importtime", *cmd[1:]], capture_output=True, text=True,
+                         cwd=ROOT).stderr
+    rows = []
+    for line in err.splitlines():
+        if line.startswith("import time:") and "|" in line and "cumulative" not in line:
+            own, cum, name = line[len("import time:"):].split("|")
+            rows.append((int(cum), int(own), name.rstrip()))
+    total = sum(o for _, o, _ in rows)
+    print(f"  -X importtime: {len(rows)} modules, {total / 1000:.0f} ms of imports; the biggest (cumulative):")
+    for cum, own, name in sorted(rows, reverse=True)[:8]:
+        print(f"    {cum / 1000:6.1f} ms  {name.strip()}")
+    heavy = [n.strip() for _, _, n in rows if n.strip().split(".")[0] in ("aiohttp", "phonenumbers", "prometheus_client",
+                                                                         "structlog", "sqlite3", "asyncio")]
+    print(f"  heavy modules imported by --help: {', '.join(sorted(set(heavy))) or 'none'}")
+
+
 # --- decisions flat in store size -------------------------------------------------------------
 
 RATE = 60.0  # calls an hour in the prefilled store: a bigger store is a longer history, not a busier hour
@@ -244,12 +274,14 @@ def main() -> int:
     ap.add_argument("--decisions", type=int, default=1000)
     ap.add_argument("--memory", action="store_true", help="also the 5,000,000-event RSS runs (about 2 min)")
     ap.add_argument("--memory-events", type=int, default=5_000_000)
-    ap.add_argument("--only", choices=("speed", "flat", "memory"))
+    ap.add_argument("--only", choices=("speed", "help", "flat", "memory"))
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}; "
           f"Python {sys.version.split()[0]}")
     if args.only in (None, "speed"):
         speed(args.events, args.reps)
+    if args.only in (None, "help"):
+        help_time()
     if args.only in (None, "flat"):
         flatness([int(s) for s in args.sizes.split(",")], args.decisions)
     if args.memory or args.only == "memory":

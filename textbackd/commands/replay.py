@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 
 from textbackd.core.errors import TextbackError
 
@@ -84,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _config(cfgmod, path: str | None, pbx: str | None):
+    from dataclasses import replace
+
     cfg = cfgmod.load(path) if path else cfgmod.parse({"business": {"name": "replay"}})
     return replace(cfg, pbx=replace(cfg.pbx, kind=pbx)) if pbx else cfg
 

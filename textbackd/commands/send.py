@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 
 from textbackd.commands._common import load_config
 from textbackd.core.errors import PermanentSendError, SendError, TemporarySendError, TextbackError, UnknownSendError
@@ -44,10 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", metavar="TEXT", help='the text ("-" reads it from standard input)')
 
 
-@dataclass
 class _Failed(Exception):
-    error: SendError
-    attempts: int
+    def __init__(self, error: SendError, attempts: int) -> None:
+        super().__init__(error, attempts)
+        self.error, self.attempts = error, attempts
 
 
 def run(args: argparse.Namespace) -> int:
