@@ -73,9 +73,10 @@ def parse_timing(text: str, size: int) -> tuple[float, list[tuple[float, int, in
     return t0, blocks
 
 
-def read_events(path: str | os.PathLike[str]) -> Iterator[Timed]:
-    # only the frames the tracker reads are decoded, as in the daemon (``wants_frame``); the rest are counted
-    parser = AmiParser(select=wants_frame)
+def read_events(path: str | os.PathLike[str], *, tracked_only: bool = False) -> Iterator[Timed]:
+    """Every message of the capture; with ``tracked_only`` (``replay``) only the frames the tracker reads are
+    decoded, as in the daemon (``wants_frame``), and the rest are skipped unread."""
+    parser = AmiParser(select=wants_frame if tracked_only else None)
     tp = timing_path(path)
     timing = None
     data = b""
