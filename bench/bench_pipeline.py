@@ -440,7 +440,7 @@ def schema8_indexes(store: Store) -> list[str]:
     """The indexes migration 7 → 8 added for the per-call reads (dropped on the twin for the what-if)."""
     return [r[0] for r in store.db.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('messages_counted_to', "
-        "'messages_counted_prefix', 'messages_counted_created', 'messages_number_state', 'messages_last_textback', "
+        "'messages_counted_prefix', 'messages_counted_created', 'messages_open_to', 'messages_last_textback', "
         "'calls_answered_in', 'calls_answered_out')")]
 
 

@@ -13,7 +13,7 @@ TEXTBACK = TextKind.TEXTBACK
 # (a bound parameter would not be matched); it is NOT_COUNTED_STATES, checked below.
 _COUNTED = "kind = 'textback' AND state NOT IN ('skipped', 'cancelled')"
 assert set(NOT_COUNTED_STATES) == {"skipped", "cancelled"} and TEXTBACK == "textback" and Outcome.ANSWERED == "answered"
-assert set(GONE_STATES) == {"sent", "delivered", "unknown"}
+assert set(GONE_STATES) == {"sent", "delivered", "unknown"} and set(OPEN_STATES) == {"scheduled", "sending"}
 
 # One statement: each field is a sub-select on its own index (EXPLAIN QUERY PLAN in bench/README.md).
 _HISTORY = f"""SELECT

@@ -340,7 +340,7 @@ MIGRATIONS: tuple[str, ...] = (
     # The policy's windows count text-backs that are not skipped or cancelled (NOT_COUNTED_STATES): these
     # partial indexes hold only those, so a window scans the texts it counts (bounded by the caps), never the
     # skips (a busy replay is mostly skips). The prefix cap reads the prefix as an expression (all but the
-    # last 4 digits, policy.number_prefix). messages_number_state: a number's pending text-back; the last text-back
+    # last 4 digits, policy.number_prefix). messages_open_to: a number's pending text-back (only open texts are in it); the last text-back
     # and the last answered call are the top of an expression index (MAX reads one entry).
     # store/history.py writes the same WHERE literally, or SQLite would not use them (bench/README.md).
     """
@@ -350,7 +350,7 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE kind = 'textback' AND state NOT IN ('skipped', 'cancelled');
     CREATE INDEX messages_counted_created ON messages(created)
         WHERE kind = 'textback' AND state NOT IN ('skipped', 'cancelled');
-    CREATE INDEX messages_number_state ON messages(to_number, kind, state);
+    CREATE INDEX messages_open_to ON messages(to_number) WHERE kind = 'textback' AND state IN ('scheduled', 'sending');
     CREATE INDEX messages_last_textback ON messages(to_number, COALESCE(sent_at, send_at))
         WHERE kind = 'textback' AND state IN ('sent', 'delivered', 'unknown');
     CREATE INDEX calls_answered_in ON calls(caller, COALESCE(answered_at, ended))
