@@ -211,6 +211,9 @@ def decisions(store: Store, cfg, known: list[str], fresh: list[str], start: floa
         m = store.message(res.message_id) if isinstance(res.decision, policy.TextDecision) else None
         reason = pipe.recheck(m, m.send_at) if m else None
         out.append((time.perf_counter() - t) * 1000)
+        if trace is not None and k == n - 2:  # and what a call seen twice and a STOP check run
+            pipe.handle_call(call, at)  # stored already: `decided` answers
+            store.is_opted_out(num)  # the outbox's opt-out check of a non-text-back
         store.db.set_trace_callback(None)
         if m:  # what the outbox does next (not timed): the text goes, and counts in the windows
             if reason:
