@@ -50,6 +50,7 @@ from textbackd.pbx.asterisk.replay_server import AmiReplayServer, load_capture  
 from textbackd.pbx.asterisk.tracker import AmiTracker  # noqa: E402
 from textbackd.senders.modem import pdu as pdu_mod  # noqa: E402
 from textbackd.senders.modem.simulator import ModemSimulator  # noqa: E402
+from textbackd.store import history as history_q  # noqa: E402
 from textbackd.store.db import Store  # noqa: E402
 
 CAPTURE = ROOT / "tests" / "data" / "asterisk" / "05-busy"
@@ -409,32 +410,14 @@ def time_pipeline(store: Store, cfg: cfgmod.Config, callers: list[str], now: flo
 
 
 def history_query_costs(store: Store, number: str, now: float, reps: int = 200) -> list[tuple[str, float]]:
-    """Each query of ``pipeline.history`` on its own (the same SQL), ms per run."""
+    """The shipped history statement (``store/history.number_history``, one SELECT since schema 8), ms per run,
+    with its plan."""
     prefix = policy.number_prefix(number)
-    counted = "state NOT IN ('skipped','cancelled') AND kind=? AND id<>?"
-    qs = [
-        ("pending", "SELECT 1 FROM messages WHERE to_number=? AND kind=? AND state IN ('scheduled','sending') AND id<>? LIMIT 1",
-         (number, TEXTBACK, -1)),
-        ("last text-back", "SELECT MAX(COALESCE(sent_at, send_at)) FROM messages WHERE to_number=? AND kind=? "
-         "AND state IN ('sent','delivered','unknown') AND id<>?", (number, TEXTBACK, -1)),
-        ("last reply", "SELECT MAX(received_at) FROM incoming WHERE from_number=? AND keyword NOT IN ('stop')", (number,)),
-        ("answered", "SELECT MAX(COALESCE(answered_at, ended)) FROM calls WHERE outcome='answered' "
-         "AND ((direction='inbound' AND caller=?) OR (direction='outbound' AND did=?))", (number, number)),
-        ("count number 24h", f"SELECT COUNT(*) FROM messages WHERE to_number=? AND created>=? AND {counted}",
-         (number, now - 86400, TEXTBACK, -1)),
-        ("count prefix 1h", f"SELECT COUNT(*) FROM messages WHERE to_number LIKE ? AND created>=? AND {counted}",
-         (prefix + "____", now - 3600, TEXTBACK, -1)),
-        ("count global 1h", f"SELECT COUNT(*) FROM messages WHERE created>=? AND {counted}", (now - 3600, TEXTBACK, -1)),
-        ("automated", "SELECT 1 FROM incoming WHERE from_number=? AND keyword='automated' LIMIT 1", (number,)),
-    ]
-    out = []
-    for name, sql, args in qs:
-        t = time.perf_counter()
-        for _ in range(reps):
-            store.db.execute(sql, args).fetchall()
-        plan = " / ".join(r[3] for r in store.db.execute("EXPLAIN QUERY PLAN " + sql, args))
-        out.append((f"{name} [{plan}]", (time.perf_counter() - t) / reps * 1000))
-    return out
+    t = time.perf_counter()
+    for _ in range(reps):
+        history_q.number_history(store, number, now, prefix)
+    plan = " / ".join(line.strip() for line in history_q.history_plan(store) if line.strip().startswith(("SEARCH", "SCAN")))
+    return [(f"number_history [{plan}]", (time.perf_counter() - t) / reps * 1000)]
 
 
 def time_decide(cfg: cfgmod.Config, callers: list[str], now: float) -> tuple[float, float]:
@@ -453,13 +436,12 @@ def time_decide(cfg: cfgmod.Config, callers: list[str], now: float) -> tuple[flo
     return rates[0], rates[1]
 
 
-def created_index(store: Store) -> str | None:
-    """The name of an index on messages(created) in the shipped schema, if there is one."""
-    for row in store.db.execute("PRAGMA index_list(messages)").fetchall():
-        cols = [r[2] for r in store.db.execute(f"PRAGMA index_info({row[1]})").fetchall()]
-        if cols[:1] == ["created"]:
-            return row[1]
-    return None
+def schema8_indexes(store: Store) -> list[str]:
+    """The indexes migration 7 → 8 added for the per-call reads (dropped on the twin for the what-if)."""
+    return [r[0] for r in store.db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ('messages_counted_to', "
+        "'messages_counted_prefix', 'messages_counted_created', 'messages_open_to', 'messages_last_textback', "
+        "'calls_answered_in', 'calls_answered_out')")]
 
 
 def decisions_bench(known: list[str], fresh: list[str]) -> None:
@@ -479,18 +461,14 @@ def decisions_bench(known: list[str], fresh: list[str]) -> None:
         twin_path = str(Path(wd) / "history-twin.db")
         twin = Store(twin_path)
         store.db.backup(twin.db)  # the same rows, for the what-if below
-        shipped = created_index(store)
-        if shipped:  # the schema has it: show what it saves by dropping it on the twin
-            twin.db.execute(f"DROP INDEX {shipped}")
-            other = f"without the index {shipped}"
-        else:  # no ANALYZE: the daemon never runs it
-            twin.db.execute("CREATE INDEX bench_created ON messages(created)")
-            other = "+ index on messages(created)"
+        for name in schema8_indexes(store):  # the what-if: the same rows without schema 8's indexes
+            twin.db.execute(f"DROP INDEX {name}")
+        other = "without schema 8's indexes"
         twin_cfg = history_config(twin_path)
         for label, st, c in (("as shipped", store, cfg), (other, twin, twin_cfg)):
             costs = history_query_costs(st, known[len(known) // 2], now)
             hist_ms = sum(ms for _, ms in costs)
-            print(f"  [{label}] the 8 history queries for one known number: {hist_ms:.3f} ms in all")
+            print(f"  [{label}] the history of one known number: {hist_ms:.3f} ms")
             for name, ms in costs:
                 print(f"      {ms:7.3f} ms  {name}")
             new = time_pipeline(st, c, fresh[:n_new], now, 30_000_000)

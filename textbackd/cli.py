@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,10 +22,11 @@ def _command_modules() -> list:
     import textbackd.commands as pkg
 
     mods = []
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
+    names = {f[:-3] for d in pkg.__path__ for f in os.listdir(d) if f.endswith(".py")}  # not pkgutil: 10 ms
+    for name in sorted(names):
+        if name.startswith("_"):
             continue
-        mod = importlib.import_module(f"textbackd.commands.{info.name}")
+        mod = importlib.import_module(f"textbackd.commands.{name}")
         if hasattr(mod, "NAME") and hasattr(mod, "run"):
             mods.append(mod)
     return mods

@@ -9,13 +9,18 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from textbackd import config as cfgmod
-from textbackd.core import log
 from textbackd.core.errors import TextbackError
+
+if TYPE_CHECKING:
+    from textbackd import config as cfgmod
 
 
 def load_config(args: argparse.Namespace) -> cfgmod.Config:
+    from textbackd import config as cfgmod  # here, not at the top: `textbackd --help` imports every command
+    from textbackd.core import log
+
     cfg = cfgmod.load(cfgmod.resolve_path(getattr(args, "config", None)))
     log.setup(args.log_level or cfg.logging.level, cfg.logging.format)
     return cfg
@@ -25,6 +30,8 @@ def parse_since(s: str | None, now: float | None = None) -> float | None:
     """'7d', '24h', '30m' back from now, or an ISO date/time."""
     if not s:
         return None
+    from textbackd import config as cfgmod
+
     now = time.time() if now is None else now
     d = cfgmod.parse_duration(s)
     if d is not None:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from textbackd.commands._common import dump_json, load_config, local_time, parse_since, table
-from textbackd.core import numbers
-from textbackd.store import audit
-from textbackd.store.db import Store
 
 NAME = "audit"
 HELP = "list staff actions (texts sent, claims, handled, blocks, logins) with who and when"
@@ -23,6 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    from textbackd.core import numbers
+    from textbackd.store import audit
+    from textbackd.store.db import Store
+
     cfg = load_config(args)
     number = numbers.normalize(args.number, cfg.business.default_region) if args.number else None
     store = Store(cfg.store.path, readonly=True)

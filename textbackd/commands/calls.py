@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from textbackd.commands._common import dump_json, load_config, local_time, parse_since, table
-from textbackd.store.db import Store
 
 NAME = "calls"
 HELP = "list recent calls and what was decided for each"
@@ -20,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.store.db import Store
+
     cfg = load_config(args)
     store = Store(cfg.store.path, readonly=True)
     rows = store.calls(limit=args.limit, since=parse_since(args.since), number=args.number, missed=args.missed)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from textbackd import config as cfgmod
-from textbackd.pbx import registry as pbx_kinds
-from textbackd.senders import registry as sender_kinds
 
 NAME = "check-config"
 HELP = "validate the configuration file and print what it means (exit 0 when usable)"
@@ -18,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd import config as cfgmod
+
     path = cfgmod.resolve_path(args.config)
     try:
         cfg = cfgmod.load(path)
@@ -31,11 +30,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _secret(s: cfgmod.Secret) -> str:
+    from textbackd import config as cfgmod
+
     return "set (hidden)" if s else "not set"
 
 
 def describe(cfg: cfgmod.Config) -> list[str]:
     """Human summary of a config; secrets appear only as set/not set."""
+    from textbackd import config as cfgmod
+    from textbackd.pbx import registry as pbx_kinds
+    from textbackd.senders import registry as sender_kinds
+
     out = [f"config: {cfg.source}: OK"]
     p = cfg.pbx
     out.append(pbx_kinds.get(p.kind).describe(cfg))
@@ -71,6 +76,8 @@ def describe(cfg: cfgmod.Config) -> list[str]:
 
 def _issue14(cfg: cfgmod.Config) -> list[str]:
     """Contacts, webhooks (issue 14)."""
+    from textbackd import config as cfgmod
+
     out = []
     for c in cfg.contacts:
         out.append(f"contacts {c.name}: {c.format} {c.path}" + (f", tags {', '.join(c.tags)}" if c.tags else ""))
@@ -84,6 +91,8 @@ def _issue14(cfg: cfgmod.Config) -> list[str]:
 
 def _web(cfg: cfgmod.Config) -> str:
     """The front desk (issue 12): where, how it is protected."""
+    from textbackd import config as cfgmod
+
     w = cfg.web
     if w is None:
         return "web front desk: off (add a [web] section to serve it)"
@@ -96,6 +105,8 @@ def _web(cfg: cfgmod.Config) -> str:
 
 
 def _templates(cfg: cfgmod.Config) -> list[str]:
+    from textbackd import config as cfgmod
+
     from datetime import datetime, timezone
 
     from textbackd.decide import templates

@@ -6,7 +6,6 @@ import argparse
 import json
 
 from textbackd.commands._common import config_option, load_config
-from textbackd.core import numbers
 
 NAME = "contacts"
 HELP = "check the [[contacts]] sources (contacts, numbers, duplicates, refused rows) or look a number up"
@@ -29,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.core import numbers
+
     from textbackd.contacts.book import describe, load
     from textbackd.decide.policy import contact_tag
 

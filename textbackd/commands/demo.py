@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
-from textbackd.core import log
 
 NAME = "demo"
 HELP = "run the real daemon against a built-in PBX replaying a recorded busy hour and a simulated modem"
@@ -21,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+    from textbackd.core import log
+
     from textbackd.demo import run_demo
 
     log.setup(args.log_level or "warning", "console")

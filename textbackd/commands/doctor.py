@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
-from textbackd import config as cfgmod
-from textbackd import doctor
 
 NAME = "doctor"
 HELP = "check the config, PBX link, senders, e-mail, store and clock; say how to fix what fails"
@@ -23,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+    from textbackd import config as cfgmod
+    from textbackd import doctor
+
     from textbackd.core import log
 
     log.setup("critical", "console")  # the checks speak for themselves; the sender's own logs would be noise

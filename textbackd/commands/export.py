@@ -7,9 +7,6 @@ import json
 
 from textbackd.commands._common import load_config, local_time
 from textbackd.core.errors import TextbackError
-from textbackd.core.numbers import normalize
-from textbackd.store.db import Store
-from textbackd.store.retention import export
 
 NAME = "export"
 HELP = "print everything stored about a phone number (access request)"
@@ -21,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def target(cfg, raw: str) -> str:
+    from textbackd.core.numbers import normalize
+
     number = normalize(raw, cfg.business.default_region)
     if not number.lstrip("+").isdigit():
         raise TextbackError(f"{raw!r} is not a phone number")
@@ -28,6 +27,9 @@ def target(cfg, raw: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.store.db import Store
+    from textbackd.store.retention import export
+
     cfg = load_config(args)
     number = target(cfg, args.number)
     store = Store(cfg.store.path, readonly=True)

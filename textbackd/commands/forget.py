@@ -13,13 +13,7 @@ import sys
 import time
 
 from textbackd.commands._common import cli_actor, load_config
-from textbackd.commands.export import target
 from textbackd.core.errors import TextbackError
-from textbackd.core.model import AuditAction
-from textbackd.core.numbers import mask
-from textbackd.store import audit
-from textbackd.store.db import Store
-from textbackd.store.retention import forget
 
 NAME = "forget"
 HELP = "erase everything stored about a phone number (erasure request; an opt-out is kept)"
@@ -31,6 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.commands.export import target
+    from textbackd.core.model import AuditAction
+    from textbackd.core.numbers import mask
+    from textbackd.store import audit
+    from textbackd.store.db import Store
+    from textbackd.store.retention import forget
+
     cfg = load_config(args)
     number = target(cfg, args.number)
     if not args.yes:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from textbackd.commands._common import dump_json, load_config, local_time, parse_since, table
-from textbackd.store import outbox as outbox_q
-from textbackd.store.db import Store
 
 NAME = "messages"
 HELP = "list recent texts (sent, scheduled, skipped...) with their state history"
@@ -22,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+    from textbackd.store import outbox as outbox_q
+    from textbackd.store.db import Store
+
     cfg = load_config(args)
     store = Store(cfg.store.path, readonly=True)
     rows = store.messages(limit=args.limit, since=parse_since(args.since), number=args.number, states=args.state)

@@ -12,16 +12,10 @@ left there for the daemon.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
 import json
 import sys
 
-from textbackd import config as cfgmod
-from textbackd.core import log
 from textbackd.core.errors import ConfigError, TextbackError
-from textbackd.senders.modem.checks import probe
-from textbackd.senders.modem.config import ModemConfig
 
 NAME = "modem-info"
 HELP = "show modem, SIM, operator, registration and signal (dBm)"
@@ -45,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace) -> cfgmod.Config:
+    from textbackd import config as cfgmod
+    from textbackd.core import log
+
     try:
         cfg = cfgmod.load(cfgmod.resolve_path(args.config))
     except ConfigError:
@@ -57,6 +54,11 @@ def _config(args: argparse.Namespace) -> cfgmod.Config:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    from textbackd.senders.modem.checks import probe
+    from textbackd.senders.modem.config import ModemConfig
+
     cfg = _config(args)
     modems = [s for s in cfg.senders if s.kind == "modem"]
     if args.sender:

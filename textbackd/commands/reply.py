@@ -6,8 +6,6 @@ import argparse
 import time
 
 from textbackd.commands._common import cli_actor, load_config
-from textbackd.staff.actions import queue_staff_text
-from textbackd.store.db import Store
 
 NAME = "reply"
 HELP = "send a text to a caller from the server (queued for the running daemon's outbox)"
@@ -23,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.staff.actions import queue_staff_text
+    from textbackd.store.db import Store
+
     cfg = load_config(args)
     store = Store(cfg.store.path)
     try:

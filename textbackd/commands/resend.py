@@ -7,8 +7,6 @@ import time
 
 from textbackd.commands._common import cli_actor, load_config
 from textbackd.core.errors import StoreError
-from textbackd.staff.actions import resend
-from textbackd.store.db import Store
 
 NAME = "resend"
 HELP = "send an unknown or failed text again, on purpose (the caller may get a second copy)"
@@ -24,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.staff.actions import resend
+    from textbackd.store.db import Store
+
     cfg = load_config(args)
     store = Store(cfg.store.path)
     try:

@@ -16,18 +16,11 @@ already have it), or a configuration problem.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from dataclasses import dataclass
 
 from textbackd.commands._common import load_config
-from textbackd.core import numbers
 from textbackd.core.errors import PermanentSendError, SendError, TemporarySendError, TextbackError, UnknownSendError
-from textbackd.core.model import SendResult
-from textbackd.daemon.outbox import retry_delay, takes_track
-from textbackd.senders.base import MemoryTrack, NullSink, Sender
-from textbackd.senders.registry import build_sender
 
 NAME = "send"
 HELP = "send one text through a configured sender and print the result as JSON"
@@ -50,13 +43,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", metavar="TEXT", help='the text ("-" reads it from standard input)')
 
 
-@dataclass
 class _Failed(Exception):
-    error: SendError
-    attempts: int
+    def __init__(self, error: SendError, attempts: int) -> None:
+        super().__init__(error, attempts)
+        self.error, self.attempts = error, attempts
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+    from textbackd.core import numbers
+    from textbackd.senders.registry import build_sender
+
     cfg = load_config(args)
     if not cfg.senders:
         raise TextbackError(f"{cfg.source}: no [[senders]] configured")
@@ -96,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
 
 async def _send(sender: Sender, to: str, text: str, retry_for: float, base: float) -> tuple[SendResult, int]:
     """Send, retrying temporary failures within ``retry_for`` seconds; (result, attempts) or ``_Failed``."""
+    import asyncio
+    from textbackd.core.model import SendResult
+    from textbackd.daemon.outbox import retry_delay, takes_track
+    from textbackd.senders.base import MemoryTrack, NullSink, Sender
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + retry_for
     track = MemoryTrack(sender.name)  # a multipart text resumes where the last attempt stopped

@@ -7,8 +7,6 @@ import json
 import time
 
 from textbackd.commands._common import load_config, parse_since
-from textbackd.store import figures as stats
-from textbackd.store.db import Store
 
 NAME = "stats"
 HELP = "missed calls, texts, replies and recoveries, per day and per line"
@@ -27,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.store import figures as stats
+    from textbackd.store.db import Store
+
     cfg = load_config(args)
     now = time.time()
     since = parse_since(args.since, now)

@@ -9,10 +9,6 @@ import time
 
 from textbackd.commands._common import cli_actor, config_option, load_config, local_time, table
 from textbackd.core.errors import TextbackError
-from textbackd.core.model import AuditAction, TokenScope
-from textbackd.store import api as api_q
-from textbackd.store import audit
-from textbackd.store.db import Store
 
 NAME = "token"
 HELP = "API tokens: add one (printed once), list them, revoke one"
@@ -27,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = sub.add_parser("add", help="make a new token and print it once")
     a.add_argument("name", metavar="NAME", help="who uses it, e.g. crm (writes are audited as api:crm)")
-    a.add_argument("--scope", choices=[s.value for s in TokenScope], required=True,
+    a.add_argument("--scope", metavar="read|write", required=True,  # checked in run(): --help imports no model
                    help="read: GET only; write: also send texts and mark conversations handled")
     ls = sub.add_parser("list", help="the tokens, without their secrets")
     r = sub.add_parser("revoke", help="stop a token at once")
@@ -37,8 +33,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.core.model import AuditAction, TokenScope
+    from textbackd.store import api as api_q
+    from textbackd.store import audit
+    from textbackd.store.db import Store
+
     from textbackd.api.app import hash_token, new_token
 
+    if args.action == "add" and args.scope not in {s.value for s in TokenScope}:
+        raise TextbackError(f"--scope {args.scope!r}: choose one of {', '.join(s.value for s in TokenScope)}")
     cfg = load_config(args)
     now = time.time()
     store = Store(cfg.store.path, readonly=args.action == "list")

@@ -9,8 +9,6 @@ import time
 
 from textbackd.commands._common import cli_actor, load_config, local_time, table
 from textbackd.core.errors import TextbackError
-from textbackd.staff import accounts
-from textbackd.store.db import Store
 
 NAME = "user"
 HELP = "front-desk accounts: add, passwd, disable, enable, unlock, list"
@@ -54,6 +52,9 @@ def _password(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.staff import accounts
+    from textbackd.store.db import Store
+
     cfg = load_config(args)
     store = Store(cfg.store.path)
     now, who = time.time(), cli_actor()

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import time
 
 from textbackd.commands._common import config_option, load_config, local_time, table
 from textbackd.core.errors import TextbackError
-from textbackd.store import webhooks as wh_q
-from textbackd.store.db import Store
 
 NAME = "webhooks"
 HELP = "list the webhook endpoints and their queues, send a signed test ping, re-enable one"
@@ -35,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from textbackd.store import webhooks as wh_q
+    from textbackd.store.db import Store
+
     if args.action == "secret":
         from textbackd.webhooks.signing import new_secret
 
@@ -65,6 +65,8 @@ def _endpoint(cfg, name: str):
 
 
 def _test(cfg, name: str) -> int:
+    import asyncio
+
     from textbackd.webhooks.delivery import ping
 
     wc = _endpoint(cfg, name)
@@ -77,6 +79,9 @@ def _test(cfg, name: str) -> int:
 
 
 def _list(cfg, as_json: bool) -> int:
+    from textbackd.store import webhooks as wh_q
+    from textbackd.store.db import Store
+
     now = time.time()
     store = Store(cfg.store.path, readonly=True)
     try:

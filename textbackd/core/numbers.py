@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
@@ -34,6 +35,7 @@ def is_withheld(raw: str | None) -> bool:
     return raw is None or raw.strip().lower() in _WITHHELD
 
 
+@lru_cache(maxsize=8192)  # pure, and the same few thousand callers come back all day (replay: 0.45 s of 3.5 s)
 def normalize(raw: str | None, region: str = "US") -> str:
     """E.164 for anything libphonenumber can read as a possible number, else ``raw`` stripped.
 
@@ -90,6 +92,7 @@ _KIND_NAMES = {
 }
 
 
+@lru_cache(maxsize=8192)
 def info(number: str, region: str = "US") -> NumberInfo | None:
     """Region and type of a valid number, or None when it is not a valid number."""
     e164 = normalize(number, region)

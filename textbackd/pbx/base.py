@@ -143,11 +143,17 @@ class PbxKind(Protocol):
         """``doctor``: reachable, login, permissions, events arriving."""
 
 
+#: how many bytes of each capture file (by the path as given) ``open_trace``/``trace_chunks`` have read from disk
+#: so far: ``replay --progress`` reads it (one process, one replay at a time)
+bytes_read: dict[str, int] = {}
+
+
 def open_trace(path: str | Path) -> bytes:
     """The bytes of a capture, gunzipped when the file is gzip (by magic, not by name)."""
     p = Path(path)
     try:
         raw = p.read_bytes()
+        bytes_read[str(path)] = len(raw)
     except FileNotFoundError:
         raise TextbackError(f"{p}: no such file") from None
     except OSError as e:
@@ -158,6 +164,29 @@ def open_trace(path: str | Path) -> bytes:
         except (OSError, EOFError) as e:
             raise TextbackError(f"{p}: damaged gzip file: {e}") from None
     return raw
+
+
+def trace_chunks(path: str | Path, size: int = 1 << 16) -> Iterator[bytes]:
+    """The bytes of a capture in chunks of about ``size`` (gunzipped by magic), never the whole file in memory:
+    what ``replay`` streams a month-long capture through."""
+    p = Path(path)
+    try:
+        f = p.open("rb")
+    except FileNotFoundError:
+        raise TextbackError(f"{p}: no such file") from None
+    except OSError as e:
+        raise TextbackError(f"{p}: cannot read: {e.strerror}") from None
+    with f:
+        src = gzip.GzipFile(fileobj=f) if f.peek(2)[:2] == b"\x1f\x8b" else f
+        while True:
+            try:
+                chunk = src.read(size)
+            except (OSError, EOFError) as e:
+                raise TextbackError(f"{p}: damaged gzip file: {e}") from None
+            if not chunk:
+                return
+            bytes_read[str(path)] = f.tell()
+            yield chunk
 
 
 async def connect(host: str, port: int, where: str, timeout: float, fix: str) -> Any:

@@ -99,13 +99,16 @@ class Store:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
         try:
-            if self.path != ":memory:" and not readonly:
+            if self.path not in (":memory:", "") and not readonly:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             uri = f"file:{self.path}?mode=ro" if readonly else self.path
             self.db = sqlite3.connect(uri, uri=readonly, isolation_level=None, timeout=10.0)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA foreign_keys = ON")
-            if not readonly:
+            if self.path == "":  # scratch(): nothing here must survive a crash
+                self.db.execute("PRAGMA journal_mode = MEMORY")
+                self.db.execute("PRAGMA synchronous = OFF")
+            elif not readonly:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA synchronous = FULL")
             self._migrate(readonly)
@@ -113,6 +116,19 @@ class Store:
             raise StoreError(f"{self.path}: cannot open the database: {e}") from None
         except OSError as e:
             raise StoreError(f"{self.path}: cannot create its folder: {e.strerror}") from None
+
+    @classmethod
+    def scratch(cls) -> Store:
+        """A throw-away store for ``replay``: SQLite's private temporary file (deleted on close; its pages live
+        in a small cache, so a month's replay does not grow in RAM), never synced. Use it with ``batch()``."""
+        return cls("")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many writes as one transaction: every ``tx()`` inside joins it (``replay`` commits every few
+        hundred calls). Only for a store nobody else writes: the daemon commits each change on its own."""
+        with self.tx():
+            yield
 
     # -- schema ---------------------------------------------------------------------
 
@@ -193,6 +209,7 @@ class Store:
         transaction. ``caller_name`` is the contact's name when the pipeline found one, ``carrier_name``
         what the PBX said."""
         key = call_key(call)
+        recorded = time.time() if now is None else now
         with self.tx():
             cur = self._write(
                 """INSERT OR IGNORE INTO calls (id, pbx, direction, outcome, missed, caller, caller_raw,
@@ -218,15 +235,14 @@ class Store:
                     call.answered_by,
                     call.queue,
                     call.channel,
-                    time.time() if now is None else now,
+                    recorded,
                     call.caller_name if call.carrier_name is None else call.carrier_name,
                 ),
             )
             new = cur.rowcount == 1
             if new and str(call.direction) == "inbound":
-                row = self.db.execute("SELECT * FROM calls WHERE id = ?", (key,)).fetchone()
                 etype = EventType.CALL_MISSED if call.missed else EventType.CALL_ANSWERED
-                events.record(self.db, etype, call_of(row).to_public(), at=row["recorded_at"])
+                events.record(self.db, etype, lambda: self.get_call(key).to_public(), at=recorded)
         return new
 
     def get_call(self, key: str) -> CallRecord | None:
@@ -398,8 +414,7 @@ class Store:
         """The ``text.*`` event of a state change, inside its transaction (issue 14)."""
         etype = _TEXT_EVENTS.get(state)
         if etype is not None:
-            r = self.db.execute("SELECT * FROM messages WHERE id = ?", (mid,)).fetchone()
-            events.record(self.db, etype, message_of(r).to_public(), at=now)
+            events.record(self.db, etype, lambda: self.message(mid).to_public(), at=now)
 
     def due_messages(self, now: float, *, limit: int = 100) -> list[MessageRow]:
         rows = self.db.execute(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from textbackd.core.model import DeliveryState, EventType
@@ -28,10 +29,14 @@ def new_uid() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
-def record(db: sqlite3.Connection, type: EventType, data: dict[str, Any], *, at: float) -> int | None:
+def record(
+    db: sqlite3.Connection, type: EventType, data: dict[str, Any] | Callable[[], dict[str, Any]], *, at: float
+) -> int | None:
     """Queue ``type`` with ``data`` for every endpoint that wants it; the event's id, or None when none does.
 
-    Must run inside the caller's write transaction (``Store.tx()``).
+    ``data`` may be a function making it, called only when an endpoint wants the event (an office without
+    webhooks, and every ``replay``, never builds it). Must run inside the caller's write transaction
+    (``Store.tx()``).
     """
     wanted = [r[0] for r in db.execute(
         """SELECT name FROM webhook_endpoints WHERE active = 1 AND disabled_at IS NULL
@@ -40,6 +45,8 @@ def record(db: sqlite3.Connection, type: EventType, data: dict[str, Any], *, at:
     )]
     if not wanted:
         return None
+    if callable(data):
+        data = data()
     cur = db.execute(
         "INSERT INTO events (uid, type, at, data) VALUES (?,?,?,?)",
         (new_uid(), str(type), at, json.dumps(data, ensure_ascii=False, separators=(",", ":"))),

@@ -336,6 +336,32 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT id, 1, 1, sender, 'handed_over', updated, 'claimed by an older textbackd' FROM messages
         WHERE state = 'sending';
     """,
+    # 7 → 8 (issue 15): each per-call history read is a range of an index, whatever the store holds.
+    # The policy's windows count text-backs that are not skipped or cancelled (NOT_COUNTED_STATES): these
+    # partial indexes hold only those, so a window scans the texts it counts (bounded by the caps), never the
+    # skips (a busy replay is mostly skips). The prefix cap reads the prefix as an expression (all but the
+    # last 4 digits, policy.number_prefix). messages_open_to: a number's pending text-back (only open texts are in it); the last text-back
+    # and the last answered call are the top of an expression index (MAX reads one entry).
+    # store/history.py writes the same WHERE literally, or SQLite would not use them (bench/README.md).
+    """
+    CREATE INDEX messages_counted_to ON messages(to_number, created)
+        WHERE kind = 'textback' AND state NOT IN ('skipped', 'cancelled');
+    CREATE INDEX messages_counted_prefix ON messages(substr(to_number, 1, length(to_number) - 4), created)
+        WHERE kind = 'textback' AND state NOT IN ('skipped', 'cancelled');
+    CREATE INDEX messages_counted_created ON messages(created)
+        WHERE kind = 'textback' AND state NOT IN ('skipped', 'cancelled');
+    CREATE INDEX messages_open_to ON messages(to_number) WHERE kind = 'textback' AND state IN ('scheduled', 'sending');
+    CREATE INDEX messages_last_textback ON messages(to_number, COALESCE(sent_at, send_at))
+        WHERE kind = 'textback' AND state IN ('sent', 'delivered', 'unknown');
+    CREATE INDEX calls_answered_in ON calls(caller, COALESCE(answered_at, ended))
+        WHERE outcome = 'answered' AND direction = 'inbound';
+    CREATE INDEX calls_answered_out ON calls(did, COALESCE(answered_at, ended))
+        WHERE outcome = 'answered' AND direction = 'outbound';
+    -- a new text's foreign-key check (and retention's cascade) looked through every reference ever taken
+    CREATE INDEX message_refs_message ON message_refs(message_id);
+    -- events.record asks which endpoints want each new call and text: a search, not a scan, even for a few rows
+    CREATE INDEX webhook_endpoints_live ON webhook_endpoints(active, disabled_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -48,7 +48,7 @@ class AsteriskKind:
     def read_events(self, path: str | Path) -> Iterator[Timed]:
         from textbackd.pbx.asterisk.replay_source import read_events
 
-        return read_events(path)
+        return read_events(path, tracked_only=True)  # replay: decode only what the tracker reads
 
     async def checks(self, config: Config, timeout: float) -> list[Check]:
         from textbackd.pbx.asterisk.checks import checks

@@ -26,7 +26,8 @@ import structlog
 
 from textbackd.core.errors import TextbackError
 from textbackd.pbx.asterisk.frames import AmiParser
-from textbackd.pbx.base import open_trace
+from textbackd.pbx.asterisk.tracker import wants_frame
+from textbackd.pbx.base import open_trace, trace_chunks
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +73,15 @@ def parse_timing(text: str, size: int) -> tuple[float, list[tuple[float, int, in
     return t0, blocks
 
 
-def read_events(path: str | os.PathLike[str]) -> Iterator[Timed]:
-    data = open_trace(path)
-    parser = AmiParser()
+def read_events(path: str | os.PathLike[str], *, tracked_only: bool = False) -> Iterator[Timed]:
+    """Every message of the capture; with ``tracked_only`` (``replay``) only the frames the tracker reads are
+    decoded, as in the daemon (``wants_frame``), and the rest are skipped unread."""
+    parser = AmiParser(select=wants_frame if tracked_only else None)
     tp = timing_path(path)
     timing = None
+    data = b""
     if tp is not None:
+        data = open_trace(path)  # a sidecar's blocks index the whole capture (recorded sessions are small)
         try:
             timing = parse_timing(tp.read_text(encoding="utf-8", errors="replace"), len(data))
         except OSError as e:
@@ -101,15 +105,21 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Timed]:
         for ev in parser.feed(data[pos:]):
             count += 1
             yield ev, at
+        tail = data[-parser.buffered :] if parser.buffered else b""
+        content = bool(data.strip())
     else:
         try:
             at = os.stat(path).st_mtime
         except OSError:
             at = 0.0
         stamped = False
-        step = 1 << 16
-        for i in range(0, len(data) + 1, step):
-            for ev in parser.feed(data[i : i + step]):
+        content = False
+        tail = b""
+        # streamed: a month-long capture is never in memory whole
+        for chunk in (data,) if data else trace_chunks(path):
+            content = content or bool(chunk.strip())
+            tail = tail[-parser.max_frame_bytes :] + chunk  # enough to show what the parser still holds at the end
+            for ev in parser.feed(chunk):
                 ts = ev.get("Timestamp")
                 if ts:
                     try:
@@ -119,14 +129,15 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[Timed]:
                         pass
                 count += 1
                 yield ev, at
+        tail = tail[-parser.buffered :] if parser.buffered else b""
         if count and not stamped:
             log.warning(
                 "ami.replay_no_timing",
                 file=str(path),
                 detail="no .timing sidecar and no Timestamp headers: every event gets the file time",
             )
-    if parser.buffered and data[-parser.buffered :].strip():
+    if tail.strip():
         log.warning("ami.replay_truncated", file=str(path), ignored_bytes=parser.buffered,
                     detail="the capture ends inside a message; that message is ignored")
-    if count == 0 and len(data.strip()) > 0:
+    if count + parser.ignored == 0 and content:
         raise TextbackError(f"{path}: no AMI messages found (is this a raw AMI capture?)")
