@@ -14,6 +14,7 @@ its arrival time to a callback. A kind is one folder (``pbx/<kind>/``) whose
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -103,6 +104,37 @@ def open_trace(path: str | Path) -> bytes:
         except (OSError, EOFError) as e:
             raise TextbackError(f"{p}: damaged gzip file: {e}") from None
     return raw
+
+
+TRACE_CHUNK = 64 * 1024
+
+
+def stream_trace(path: str | Path, chunk: int = TRACE_CHUNK) -> Iterator[bytes]:
+    """A capture's bytes in pieces of ``chunk``, gunzipped on the fly: a replay of any size in constant memory.
+
+    The file is opened at once (a missing or unreadable file raises ``TextbackError``
+    here, before any event); a gzip file damaged further in raises it when the damage is read.
+    """
+    p = Path(path)
+    try:
+        f = p.open("rb")
+    except FileNotFoundError:
+        raise TextbackError(f"{p}: no such file") from None
+    except OSError as e:
+        raise TextbackError(f"{p}: cannot read: {e.strerror}") from None
+    return _pieces(p, f, chunk)
+
+
+def _pieces(p: Path, f: Any, chunk: int) -> Iterator[bytes]:
+    with f:
+        src = gzip.GzipFile(fileobj=f) if f.peek(2)[:2] == b"\x1f\x8b" else f
+        try:
+            while data := src.read(chunk):
+                yield data
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise TextbackError(f"{p}: damaged gzip file: {e}") from None
+        except OSError as e:
+            raise TextbackError(f"{p}: cannot read: {e.strerror}") from None
 
 
 async def connect(host: str, port: int, where: str, timeout: float, fix: str) -> Any:
