@@ -10,7 +10,7 @@ import sys
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from textbackd.config import Config, parse
@@ -125,6 +125,8 @@ _line = st.one_of(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_line, max_size=8), st.booleans(), st.binary(max_size=20))
+@example(["Event-Name: CHANNEL_STATE", "Unique-ID: a1", "Event-Name: CHANNEL_CREATE", "X: a", "o=raw"], False, b"")
+@example(["Event-Name: CHANNEL_STATE", "o=- 1 2 IN IP4 192.0.2.1", "Event-Name: CHANNEL_CREATE"], False, b"")
 def test_a_plain_event_is_dropped_only_when_its_parsed_name_is_ignored(lines: list[str], inner: bool, junk: bytes) -> None:
     """Whatever the header block (repeated names, URL-encoding, CR, raw multi-line values, no name, an inner
     body that names another event), a dropped plain event is one whose mapping the tracker ignores."""
@@ -137,7 +139,8 @@ def test_a_plain_event_is_dropped_only_when_its_parsed_name_is_ignored(lines: li
             frame = b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(body) + body
             (f,) = EslParser().feed(frame)
             event = event_of(f)
-            assert event is None or not tracked(event), (lines, event and dict(event))
+            if event is not None:  # read lazily (the tracker's first look) and whole (after a multi-line value)
+                assert not tracked(event) and not tracked(event_of(f).to_dict()), (lines, dict(event))
 
 
 _jkey = st.sampled_from(['"Event-Name"', '"Event-Subclass"', '"\\u0045vent-Name"', '"X"', '"\\"Event-Name"'])
@@ -146,6 +149,7 @@ _jval = st.sampled_from([*map(json.dumps, _NAMES + _SUBS), '"CHANNEL_\\u0043REAT
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(_jkey, _jval), max_size=6), st.sampled_from(["", " ", "\n"]))
+@example([('"Event-Name"', '"CHANNEL_STATE"'), ('"\\u0045vent-Name"', '"CHANNEL_CREATE"')], "")
 def test_a_json_event_is_dropped_only_when_its_parsed_name_is_ignored(pairs: list[tuple[str, str]], ws: str) -> None:
     """Repeated keys, escapes, non-string values and spacing: a dropped JSON event is one the tracker ignores."""
     body = ("{" + ",".join(f"{k}:{ws}{v}" for k, v in pairs) + "}").encode()

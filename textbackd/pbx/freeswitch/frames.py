@@ -86,7 +86,7 @@ class ParserStats:
 
 _NAME_PLAIN = (b"Event-Name: ", b"\nEvent-Name: ")
 _SUB_PLAIN = (b"Event-Subclass: ", b"\nEvent-Subclass: ")
-_NAME_JSON = (b'"Event-Name":"', b'"Event-Name"')
+_NAME_JSON = (b'"Event-Name":"', b'"Event-Name"')  # how it is written; the name alone (counted: once only)
 _SUB_JSON = (b'"Event-Subclass":"', b'"Event-Subclass"')
 
 
@@ -99,12 +99,9 @@ def _header_line(s: str | bytes | bytearray, a: int, b: int) -> bool:
     return p > a and s.find(b" ", a, p) < 0 and s.find(b"=", a, p) < 0
 
 
-def _plain_raw(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes]) -> bytes | None:
-    """``key``'s raw value in the plain event body ``buf[start:stop]``, found as ``PlainEvent`` finds it.
-
-    ``None`` when that cannot be told on the raw bytes: the key is absent or only
-    after the header block, a CR is near, or the value continues on the next line.
-    """
+def _plain_raw(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes]) -> tuple[bytes, int] | None:
+    """``key``'s first raw value in the plain event body ``buf[start:stop]`` (as ``PlainEvent`` finds it) and
+    where its line ends; ``None`` when absent or only after the header block."""
     first, line = key
     if buf.startswith(first, start, stop):
         i = start + len(first)
@@ -116,28 +113,41 @@ def _plain_raw(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, 
     j = buf.find(b"\n", i, stop)
     if j < 0:
         return None
+    return bytes(buf[i:j]), j
+
+
+def _plain_sure(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes], j: int) -> bool:
+    """The value ending at ``j`` is what ``PlainEvent`` returns, read lazily or whole: the key is not repeated
+    further on (a whole parse keeps the last), there is no CR up to the next line, and that line is a new
+    header (after a raw multi-line value PlainEvent parses the whole block)."""
     nxt = buf.find(b"\n", j + 1, stop)
     if nxt < 0:
         nxt = stop
-    if buf.find(b"\r", start, nxt) >= 0:
-        return None
-    if nxt > j + 1 and not _header_line(buf, j + 1, nxt):
-        return None  # a raw multi-line value: PlainEvent parses the whole block for it
-    return bytes(buf[i:j])
+    return (
+        buf.find(b"\r", start, nxt) < 0
+        and (nxt == j + 1 or _header_line(buf, j + 1, nxt))
+        and buf.find(key[1], j, stop) < 0
+    )
 
 
-def _json_value(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes]) -> bytes | None:
-    """``key``'s string value in the JSON event body ``buf[start:stop]``; ``None`` when unsure
-    (absent, written another way, escaped, or the key's name appearing more than once)."""
-    pattern, name = key
+def _json_raw(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes]) -> tuple[bytes, int] | None:
+    """``key``'s string value in the JSON event body ``buf[start:stop]``, as written (``None``: not written
+    ``"key":"value"``)."""
+    pattern, _ = key
     k = buf.find(pattern, start, stop)
-    if k < 0 or buf.count(name, start, stop) != 1:
+    if k < 0:
         return None
     i = k + len(pattern)
     j = buf.find(b'"', i, stop)
-    if j < 0 or buf.find(b"\\", i, j) >= 0:
+    if j < 0:
         return None
-    return bytes(buf[i:j])
+    return bytes(buf[i:j]), j
+
+
+def _json_sure(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes], raw: bytes) -> bool:
+    """The value is what ``json.loads`` returns: no escape in it, the key's name written once only, and no
+    ``\\u`` escape anywhere (the only way to write the same key another way, ``"\\u0045vent-Name"``)."""
+    return b"\\" not in raw and buf.count(key[1], start, stop) == 1 and buf.find(b"\\u", start, stop) < 0
 
 
 class EventFilter:
@@ -160,38 +170,39 @@ class EventFilter:
 
     def keeps(self, content_type: str, buf: bytes | bytearray, start: int, stop: int) -> bool:
         if content_type == EVENT_PLAIN:
-            value, name_key, sub_key = _plain_raw, _NAME_PLAIN, _SUB_PLAIN
-        elif content_type == EVENT_JSON:
-            value, name_key, sub_key = _json_value, _NAME_JSON, _SUB_JSON
-        else:
-            return True
-        raw = value(buf, start, stop, name_key)
-        if raw is None or raw in self._names:
-            return True
-        plain = value is _plain_raw
-        if (plain and b"%" in raw) or raw == b"CUSTOM":
-            name = self._text(raw, plain)
-            if name is None or name in self.names:
-                return True
-            if name != "CUSTOM":
-                return False
-            sub = value(buf, start, stop, sub_key)
-            if sub is None or sub in self._subclasses:
-                return True
-            sub_name = self._text(sub, plain)
-            return sub_name is None or sub_name in self.subclasses
-        return False
+            return self._keeps_plain(buf, start, stop)
+        if content_type == EVENT_JSON:
+            return self._keeps_json(buf, start, stop)
+        return True
 
-    @staticmethod
-    def _text(raw: bytes, plain: bool) -> str | None:
-        """A raw value as the event mapping holds it: plain values URL-decoded, JSON ones strict UTF-8."""
-        if plain:
-            v = raw.decode("utf-8", "replace")
-            return unquote(v) if "%" in v else v
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+    def _keeps_plain(self, buf: bytes | bytearray, start: int, stop: int) -> bool:
+        found = _plain_raw(buf, start, stop, _NAME_PLAIN)
+        if found is None or found[0] in self._names or not _plain_sure(buf, start, stop, _NAME_PLAIN, found[1]):
+            return True
+        name = _unquoted(found[0])
+        if name in self.names:
+            return True
+        if name != "CUSTOM":
+            return False
+        found = _plain_raw(buf, start, stop, _SUB_PLAIN)
+        if found is None or found[0] in self._subclasses or not _plain_sure(buf, start, stop, _SUB_PLAIN, found[1]):
+            return True
+        return _unquoted(found[0]) in self.subclasses
+
+    def _keeps_json(self, buf: bytes | bytearray, start: int, stop: int) -> bool:
+        found = _json_raw(buf, start, stop, _NAME_JSON)
+        if found is None or found[0] in self._names or not _json_sure(buf, start, stop, _NAME_JSON, found[0]):
+            return True
+        if found[0] != b"CUSTOM":
+            return False  # unescaped UTF-8: equal as text only if equal as bytes
+        found = _json_raw(buf, start, stop, _SUB_JSON)
+        return found is None or found[0] in self._subclasses or not _json_sure(buf, start, stop, _SUB_JSON, found[0])
+
+
+def _unquoted(raw: bytes) -> str:
+    """A raw plain value as the event mapping holds it (URL-decoded)."""
+    v = raw.decode("utf-8", "replace")
+    return unquote(v) if "%" in v else v
 
 
 class EslParser:
