@@ -1,6 +1,6 @@
 """FreeSWITCH replay: parser + tracker throughput and peak RSS on a ≥1,000,000-event stream from the recorded busy hour.
 
-    python bench/bench_freeswitch.py [--events 1000000] [--json-events 250000]
+    python bench/bench_freeswitch.py [--events 1000000] [--json-events 250000] [--repeat 2]
                                      [--baseline REV | --no-baseline] [--long [N]] [--tmp DIR]
 
 The stream is the real ``18-busy-hour`` capture (46 calls, 3,703 events,
@@ -17,7 +17,8 @@ calls. The ``event json`` capture of the same hour is measured the same way.
 ``--baseline REV`` (default: the commit before issue 15's work) also
 measures that commit's ``frames.py`` on the same file in the same run (every
 frame parsed, no filter: the old path; same tracker), and prints the ratio
-and the goal. ``--long`` also writes a 5,000,000-event capture (gzipped,
+and the goal; each path runs ``--repeat`` times, alternated, and the best of
+each counts (the machine is shared: a neighbour's load hits both alike). ``--long`` also writes a 5,000,000-event capture (gzipped,
 about 2 GB) and runs ``textbackd replay --calls-only --pbx freeswitch`` on it
 in a subprocess, printing its peak RSS against the 100 MB bar (a few minutes).
 Exit status 1 when a goal is missed.
@@ -190,6 +191,7 @@ def main() -> int:
     ap.add_argument("--json-events", type=int, default=250_000)
     ap.add_argument("--baseline", default=BASELINE_REV, help="commit whose frames.py is measured alongside")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--repeat", type=int, default=2, help="measure each path this many times, alternated (best counts)")
     ap.add_argument("--long", type=int, nargs="?", const=5_000_000, default=0, metavar="N",
                     help="also replay an N-event capture (default 5,000,000) with `textbackd replay`")
     ap.add_argument("--tmp", help="where the streams are written (default: a temporary directory, removed)")
@@ -222,26 +224,28 @@ def main() -> int:
             reps, _, size = json.loads(run_child([sys.executable, __file__, "--write", str(path), name, str(n), "-"])[0])
             print(f"  event {fmt}: wrote {size / 1e6:,.0f} MB ({reps} repetitions) in {time.perf_counter() - t:.1f} s")
             rows = [("now", None)] + ([(f"{args.baseline}", old)] if old else [])
-            rates = {}
-            for label, frames_from in rows:
-                cmd = [sys.executable, __file__, "--measure", str(path), str(reps)]
-                if frames_from:
-                    cmd += ["--frames-from", frames_from]
-                out, _ = run_child(cmd)
-                r = json.loads(out)
-                rates[label] = r["events"] / r["seconds"]
-                print(
-                    f"    {label:>8}: {r['events']:>9,.0f} events ({r['kept']:,.0f} parsed)  {r['calls']:>7,.0f} calls  "
-                    f"{r['seconds']:6.1f} s  {rates[label]:>8,.0f} events/s  {r['mb'] / r['seconds']:6.1f} MB/s  "
-                    f"peak RSS {r['rss_mib']:.0f} MiB  skipped={r['skipped']:.0f}  ({load()})"
-                )
-                if label == "now" and fmt == "plain" and r["rss_mib"] >= RSS_GOAL_MIB:
-                    ok = False
-                    print(f"    peak RSS {r['rss_mib']:.0f} MiB: over the {RSS_GOAL_MIB} MiB goal")
+            rates: dict[str, float] = {}
+            for _ in range(args.repeat):  # alternated, best of each: a neighbour's load hits both alike
+                for label, frames_from in rows:
+                    cmd = [sys.executable, __file__, "--measure", str(path), str(reps)]
+                    if frames_from:
+                        cmd += ["--frames-from", frames_from]
+                    r = json.loads(run_child(cmd)[0])
+                    rate = r["events"] / r["seconds"]
+                    rates[label] = max(rates.get(label, 0.0), rate)
+                    print(
+                        f"    {label:>8}: {r['events']:>9,.0f} events ({r['kept']:,.0f} parsed)  {r['calls']:>7,.0f} calls  "
+                        f"{r['seconds']:6.1f} s  {rate:>8,.0f} events/s  {r['mb'] / r['seconds']:6.1f} MB/s  "
+                        f"peak RSS {r['rss_mib']:.0f} MiB  skipped={r['skipped']:.0f}  ({load()})"
+                    )
+                    if label == "now" and fmt == "plain" and r["rss_mib"] >= RSS_GOAL_MIB:
+                        ok = False
+                        print(f"    peak RSS {r['rss_mib']:.0f} MiB: over the {RSS_GOAL_MIB} MiB goal")
             ratio = f", {rates['now'] / rates[args.baseline]:.2f}× {args.baseline}" if len(rates) > 1 else ""
             met = rates["now"] >= GOALS[fmt]
             ok &= met
-            print(f"    goal ≥ {GOALS[fmt]:,} events/s: {'met' if met else 'MISSED'}{ratio}")
+            print(f"    best of {args.repeat}: {rates['now']:,.0f} events/s; goal ≥ {GOALS[fmt]:,}: "
+                  f"{'met' if met else 'MISSED'}{ratio}")
             path.unlink()
         if args.long:
             path = tmp / "long.esl.gz"

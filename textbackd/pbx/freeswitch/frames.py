@@ -223,6 +223,7 @@ class EslParser:
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
         self.stats = ParserStats()
+        self._pos = 0  # where ``_event_frame`` left the buffer
 
     @property
     def buffered(self) -> int:
@@ -271,17 +272,9 @@ class EslParser:
                 break
             if buf.startswith(_CL, pos):  # an event's own pair, read in place (what a stream is made of)
                 nl = buf.find(b"\n", pos + len(_CL), pos + 40)
-                if nl > 0:
-                    for tail, ctype in _EVENT_TAILS:
-                        if buf.startswith(tail, nl):
-                            digits = buf[pos + len(_CL) : nl]
-                            if digits.isdigit() and (length := int(digits)) <= self.max_body_bytes:
-                                self._headers = {"Content-Length": digits.decode(), "Content-Type": ctype}
-                                self._need = length
-                                pos = nl + len(tail)
-                            break
-                    if self._headers is not None:
-                        continue
+                if nl > 0 and self._event_frame(buf, pos, nl, end, out):
+                    pos = self._pos
+                    continue
             idx = buf.find(b"\n\n", pos)
             if idx < 0:
                 idx_cr = buf.find(b"\r\n\r\n", pos)
@@ -331,6 +324,34 @@ class EslParser:
             self._need = length
         del buf[:pos]
         return out
+
+    def _event_frame(self, buf: bytearray, pos: int, nl: int, end: int, out: list[Frame]) -> bool:
+        """An event frame's ``Content-Length: N`` / ``Content-Type: text/event-…`` pair at ``pos``: its body
+        taken (or dropped by ``wanted``) at once when it is all here, else awaited; ``self._pos`` is where
+        parsing goes on. False when the block is anything else (the general parser reads it)."""
+        for tail, ctype in _EVENT_TAILS:
+            if buf.startswith(tail, nl):
+                break
+        else:
+            return False
+        digits = buf[pos + len(_CL) : nl]
+        if not digits.isdigit() or (length := int(digits)) > self.max_body_bytes:
+            return False
+        start = nl + len(tail)
+        stop = start + length
+        if stop > end:  # the body is still on its way
+            self._headers = {"Content-Length": digits.decode(), "Content-Type": ctype}
+            self._need = length
+            self._pos = start
+            return True
+        self.stats.frames += 1
+        self._pos = stop
+        if self.wanted is not None and not self.wanted.keeps(ctype, buf, start, stop):
+            self.stats.filtered += 1
+            return True
+        with memoryview(buf) as view:
+            out.append(Frame({"Content-Length": digits.decode(), "Content-Type": ctype}, bytes(view[start:stop])))
+        return True
 
     def close(self) -> list[Frame]:
         """End of stream: report a truncated frame (it is dropped)."""
