@@ -102,7 +102,9 @@ def test_subscription_lists_custom_subclasses_last() -> None:
 async def test_session_auth_subscribe_stream_and_call(config: Config, busy: list) -> None:
     """Banner, auth, subscription, resync snapshot, then the recorded busy call comes out of the tracker."""
     async with EslReplayServer(busy) as srv, Harness(config, srv.port) as h:
-        await until(lambda: len(h.calls) == 1)
+        # the server streams from the subscription on: on a loaded machine the call can be over before the
+        # `show channels` answer is read, so wait for both
+        await until(lambda: len(h.calls) == 1 and "TEXTBACKD_CHANNELS_SNAPSHOT" in h.events)
         assert h.client.connected and h.client.reconnects == 0
         assert srv.commands[0] == "auth" and srv.commands[1] == subscription("plain")
         assert srv.commands[2] == "api show channels as json"

@@ -14,6 +14,7 @@ its arrival time to a callback. A kind is one folder (``pbx/<kind>/``) whose
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -143,7 +144,7 @@ class PbxKind(Protocol):
         """``doctor``: reachable, login, permissions, events arriving."""
 
 
-#: how many bytes of each capture file (by the path as given) ``open_trace``/``trace_chunks`` have read from disk
+#: how many bytes of each capture file (by the path as given) ``open_trace``/``stream_trace`` have read from disk
 #: so far: ``replay --progress`` reads it (one process, one replay at a time)
 bytes_read: dict[str, int] = {}
 
@@ -166,9 +167,16 @@ def open_trace(path: str | Path) -> bytes:
     return raw
 
 
-def trace_chunks(path: str | Path, size: int = 1 << 16) -> Iterator[bytes]:
-    """The bytes of a capture in chunks of about ``size`` (gunzipped by magic), never the whole file in memory:
-    what ``replay`` streams a month-long capture through."""
+TRACE_CHUNK = 64 * 1024
+
+
+def stream_trace(path: str | Path, chunk: int = TRACE_CHUNK) -> Iterator[bytes]:
+    """A capture's bytes in pieces of ``chunk``, gunzipped on the fly: a replay of any size in constant memory.
+
+    The file is opened at once (a missing or unreadable file raises ``TextbackError``
+    here, before any event); a gzip file damaged further in raises it when the damage is read.
+    ``bytes_read`` follows how far into the file on disk the pieces are (``replay --progress``).
+    """
     p = Path(path)
     try:
         f = p.open("rb")
@@ -176,17 +184,20 @@ def trace_chunks(path: str | Path, size: int = 1 << 16) -> Iterator[bytes]:
         raise TextbackError(f"{p}: no such file") from None
     except OSError as e:
         raise TextbackError(f"{p}: cannot read: {e.strerror}") from None
+    return _pieces(p, str(path), f, chunk)
+
+
+def _pieces(p: Path, key: str, f: Any, chunk: int) -> Iterator[bytes]:
     with f:
         src = gzip.GzipFile(fileobj=f) if f.peek(2)[:2] == b"\x1f\x8b" else f
-        while True:
-            try:
-                chunk = src.read(size)
-            except (OSError, EOFError) as e:
-                raise TextbackError(f"{p}: damaged gzip file: {e}") from None
-            if not chunk:
-                return
-            bytes_read[str(path)] = f.tell()
-            yield chunk
+        try:
+            while data := src.read(chunk):
+                bytes_read[key] = f.tell()
+                yield data
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise TextbackError(f"{p}: damaged gzip file: {e}") from None
+        except OSError as e:
+            raise TextbackError(f"{p}: cannot read: {e.strerror}") from None
 
 
 async def connect(host: str, port: int, where: str, timeout: float, fix: str) -> Any:

@@ -27,7 +27,7 @@ import structlog
 from textbackd.core.errors import TextbackError
 from textbackd.pbx.asterisk.frames import AmiParser
 from textbackd.pbx.asterisk.tracker import wants_frame
-from textbackd.pbx.base import open_trace, trace_chunks
+from textbackd.pbx.base import open_trace, stream_trace
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +116,7 @@ def read_events(path: str | os.PathLike[str], *, tracked_only: bool = False) -> 
         content = False
         tail = b""
         # streamed: a month-long capture is never in memory whole
-        for chunk in (data,) if data else trace_chunks(path):
+        for chunk in (data,) if data else stream_trace(path):
             content = content or bool(chunk.strip())
             tail = tail[-parser.max_frame_bytes :] + chunk  # enough to show what the parser still holds at the end
             for ev in parser.feed(chunk):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from textbackd.core.checks import Check
 from textbackd.pbx.base import connect
+from textbackd.pbx.freeswitch.client import subscription
 from textbackd.pbx.freeswitch.frames import EslParser
 
 if TYPE_CHECKING:
@@ -57,8 +58,7 @@ async def checks(cfg: Config, timeout: float) -> list[Check]:
                               "[pbx] secret must be event_socket.conf.xml's `password`"))
             return out
         out.append(Check("pbx login", True, "password accepted"))
-        sub = await command("event plain CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE HEARTBEAT",
-                            "command/reply")
+        sub = await command(subscription(), "command/reply")  # the daemon's own subscription, event for event
         api = await command("api show channels as json", "api/response")
         if sub.startswith("+OK") and not api.startswith("-ERR"):
             out.append(Check("pbx permissions", True, "event subscription and `api show channels` answered"))

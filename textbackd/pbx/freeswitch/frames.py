@@ -16,12 +16,24 @@ garbage: a block with no header line, a bad ``Content-Length`` or a frame
 over the size limits is skipped with a warning and parsing goes on at the
 next frame. ``event_of(frame)`` turns an event frame into a ``Mapping[str,
 str]`` (the ``pbx.Event`` the tracker takes), or ``None`` for anything else.
+
+``EslParser(wanted=EventFilter(...))`` drops the event frames a consumer
+provably ignores before their body is copied or parsed: it reads the
+``Event-Name`` (and, for ``CUSTOM``, the ``Event-Subclass``) on the raw
+bytes, exactly as ``PlainEvent`` (or the JSON decoder) would read it, and
+when it cannot tell cheaply (CRLF, a raw multi-line value, a JSON escape, a
+repeated key, no name at all) it keeps the frame for the general path. A
+recording of ``event plain ALL`` is mostly events the tracker never reads
+(``CHANNEL_STATE``, ``CODEC``, ``PRESENCE_IN``...): ``textbackd replay``
+skips about three quarters of the frames this way. A dropped frame's body is
+not validated (a broken JSON body with an ignored name is counted in
+``stats.filtered``, not warned about).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -65,23 +77,153 @@ class Frame:
 
 @dataclass(slots=True)
 class ParserStats:
-    frames: int = 0
+    frames: int = 0  # complete frames, the filtered ones included
     skipped: int = 0  # malformed or oversized frames thrown away
+    filtered: int = 0  # event frames dropped by ``wanted`` (never returned)
     bytes: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+_NAME_PLAIN = (b"Event-Name: ", b"\nEvent-Name: ")
+_SUB_PLAIN = (b"Event-Subclass: ", b"\nEvent-Subclass: ")
+_NAME_JSON = (b'"Event-Name":"', b'"Event-Name"')  # how it is written; the name alone (counted: once only)
+_SUB_JSON = (b'"Event-Subclass":"', b'"Event-Subclass"')
+
+
+def _header_line(s: str | bytes | bytearray, a: int, b: int) -> bool:
+    """``s[a:b]`` is a ``Name: value`` line (``_is_header_line``) on str or bytes, without slicing."""
+    if isinstance(s, str):
+        p = s.find(": ", a, b)
+        return p > a and s.find(" ", a, p) < 0 and s.find("=", a, p) < 0
+    p = s.find(b": ", a, b)
+    return p > a and s.find(b" ", a, p) < 0 and s.find(b"=", a, p) < 0
+
+
+def _plain_raw(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes]) -> tuple[bytes, int] | None:
+    """``key``'s first raw value in the plain event body ``buf[start:stop]`` (as ``PlainEvent`` finds it) and
+    where its line ends; ``None`` when absent or only after the header block."""
+    first, line = key
+    if buf.startswith(first, start, stop):
+        i = start + len(first)
+    else:
+        k = buf.find(line, start, stop)
+        if k < 0 or buf.find(b"\n\n", start, k + 1) >= 0:
+            return None
+        i = k + len(line)
+    j = buf.find(b"\n", i, stop)
+    if j < 0:
+        return None
+    return bytes(buf[i:j]), j
+
+
+def _plain_sure(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes], j: int) -> bool:
+    """The value ending at ``j`` is what ``PlainEvent`` returns, read lazily or whole: the key is not repeated
+    further on (a whole parse keeps the last), there is no CR up to the next line, and that line is a new
+    header (after a raw multi-line value PlainEvent parses the whole block)."""
+    nxt = buf.find(b"\n", j + 1, stop)
+    if nxt < 0:
+        nxt = stop
+    return (
+        buf.find(b"\r", start, nxt) < 0
+        and (nxt == j + 1 or _header_line(buf, j + 1, nxt))
+        and buf.find(key[1], j, stop) < 0
+    )
+
+
+def _json_raw(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes]) -> tuple[bytes, int] | None:
+    """``key``'s string value in the JSON event body ``buf[start:stop]``, as written (``None``: not written
+    ``"key":"value"``)."""
+    pattern, _ = key
+    k = buf.find(pattern, start, stop)
+    if k < 0:
+        return None
+    i = k + len(pattern)
+    j = buf.find(b'"', i, stop)
+    if j < 0:
+        return None
+    return bytes(buf[i:j]), j
+
+
+def _json_sure(buf: bytes | bytearray, start: int, stop: int, key: tuple[bytes, bytes], raw: bytes) -> bool:
+    """The value is what ``json.loads`` returns: no escape in it, the key's name written once only, and no
+    ``\\u`` escape anywhere (the only way to write the same key another way, ``"\\u0045vent-Name"``)."""
+    return b"\\" not in raw and buf.count(key[1], start, stop) == 1 and buf.find(b"\\u", start, stop) < 0
+
+
+class EventFilter:
+    """The events a consumer reads: ``names`` by ``Event-Name``, and ``CUSTOM`` events by ``subclasses``.
+
+    ``keeps`` says no only for an event frame whose name (or CUSTOM subclass) it
+    read for certain and is not wanted; anything else goes on to ``event_of``.
+    """
+
+    __slots__ = ("names", "subclasses", "_names", "_subclasses")
+
+    def __init__(self, names: Iterable[str], subclasses: Iterable[str] = ()) -> None:
+        self.names = frozenset(names)
+        self.subclasses = frozenset(subclasses)
+        self._names = frozenset(n.encode() for n in self.names)
+        self._subclasses = frozenset(n.encode() for n in self.subclasses)
+
+    def __repr__(self) -> str:
+        return f"EventFilter({sorted(self.names)}, {sorted(self.subclasses)})"
+
+    def keeps(self, content_type: str, buf: bytes | bytearray, start: int, stop: int) -> bool:
+        if content_type == EVENT_PLAIN:
+            return self._keeps_plain(buf, start, stop)
+        if content_type == EVENT_JSON:
+            return self._keeps_json(buf, start, stop)
+        return True
+
+    def _keeps_plain(self, buf: bytes | bytearray, start: int, stop: int) -> bool:
+        found = _plain_raw(buf, start, stop, _NAME_PLAIN)
+        if found is None or found[0] in self._names or not _plain_sure(buf, start, stop, _NAME_PLAIN, found[1]):
+            return True
+        name = _unquoted(found[0])
+        if name in self.names:
+            return True
+        if name != "CUSTOM":
+            return False
+        found = _plain_raw(buf, start, stop, _SUB_PLAIN)
+        if found is None or found[0] in self._subclasses or not _plain_sure(buf, start, stop, _SUB_PLAIN, found[1]):
+            return True
+        return _unquoted(found[0]) in self.subclasses
+
+    def _keeps_json(self, buf: bytes | bytearray, start: int, stop: int) -> bool:
+        found = _json_raw(buf, start, stop, _NAME_JSON)
+        if found is None or found[0] in self._names or not _json_sure(buf, start, stop, _NAME_JSON, found[0]):
+            return True
+        if found[0] != b"CUSTOM":
+            return False  # unescaped UTF-8: equal as text only if equal as bytes
+        found = _json_raw(buf, start, stop, _SUB_JSON)
+        return found is None or found[0] in self._subclasses or not _json_sure(buf, start, stop, _SUB_JSON, found[0])
+
+
+def _unquoted(raw: bytes) -> str:
+    """A raw plain value as the event mapping holds it (URL-decoded)."""
+    v = raw.decode("utf-8", "replace")
+    return unquote(v) if "%" in v else v
 
 
 class EslParser:
     """Incremental frame parser. ``feed`` bytes as they arrive, get complete frames back."""
 
-    def __init__(self, *, max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        wanted: EventFilter | None = None,
+    ) -> None:
         self._buf = bytearray()
+        self.wanted = wanted
         self._headers: dict[str, str] | None = None  # a header block waiting for its body
         self._need = 0  # body bytes still expected for _headers
         self._discard = 0  # bytes of an oversized body still to throw away
         self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
         self.stats = ParserStats()
+        self._pos = 0  # where ``_event_frame`` left the buffer
 
     @property
     def buffered(self) -> int:
@@ -107,19 +249,32 @@ class EslParser:
         end = len(buf)
         while pos < end:
             if self._headers is not None:
-                if end - pos < self._need:
+                need = self._need
+                if end - pos < need:
                     break
-                body = bytes(buf[pos : pos + self._need])
-                pos += self._need
-                out.append(Frame(self._headers, body))
-                self.stats.frames += 1
+                headers = self._headers
                 self._headers = None
+                self.stats.frames += 1
+                wanted = self.wanted
+                if wanted is not None and not wanted.keeps(headers.get("Content-Type", ""), buf, pos, pos + need):
+                    self.stats.filtered += 1
+                    pos += need
+                    continue
+                with memoryview(buf) as view:
+                    body = bytes(view[pos : pos + need])
+                pos += need
+                out.append(Frame(headers, body))
                 continue
             # skip blank lines between frames (some servers and captures have them)
             while pos < end and buf[pos] in (10, 13):
                 pos += 1
             if pos >= end:
                 break
+            if buf.startswith(_CL, pos):  # an event's own pair, read in place (what a stream is made of)
+                nl = buf.find(b"\n", pos + len(_CL), pos + 40)
+                if nl > 0 and self._event_frame(buf, pos, nl, end, out):
+                    pos = self._pos
+                    continue
             idx = buf.find(b"\n\n", pos)
             if idx < 0:
                 idx_cr = buf.find(b"\r\n\r\n", pos)
@@ -131,7 +286,7 @@ class EslParser:
                 idx, sep = idx_cr, 4
             else:
                 sep = 2
-                if b"\r" in buf[pos:idx]:  # a CRLF stream: the earlier CRLF blank line wins
+                if buf.find(b"\r", pos, idx) >= 0:  # a CRLF stream: the earlier CRLF blank line wins
                     idx_cr = buf.find(b"\r\n\r\n", pos, idx + 2)
                     if 0 <= idx_cr < idx:
                         idx, sep = idx_cr, 4
@@ -139,7 +294,7 @@ class EslParser:
                 self._skip("header_block_too_large", size=idx - pos)
                 pos = idx + sep
                 continue
-            headers = _outer_headers(buf[pos:idx])
+            headers = _outer_headers(buf, pos, idx)
             pos = idx + sep
             if not headers:
                 self._skip("no_headers")
@@ -170,6 +325,34 @@ class EslParser:
         del buf[:pos]
         return out
 
+    def _event_frame(self, buf: bytearray, pos: int, nl: int, end: int, out: list[Frame]) -> bool:
+        """An event frame's ``Content-Length: N`` / ``Content-Type: text/event-…`` pair at ``pos``: its body
+        taken (or dropped by ``wanted``) at once when it is all here, else awaited; ``self._pos`` is where
+        parsing goes on. False when the block is anything else (the general parser reads it)."""
+        for tail, ctype in _EVENT_TAILS:
+            if buf.startswith(tail, nl):
+                break
+        else:
+            return False
+        digits = buf[pos + len(_CL) : nl]
+        if not digits.isdigit() or (length := int(digits)) > self.max_body_bytes:
+            return False
+        start = nl + len(tail)
+        stop = start + length
+        if stop > end:  # the body is still on its way
+            self._headers = {"Content-Length": digits.decode(), "Content-Type": ctype}
+            self._need = length
+            self._pos = start
+            return True
+        self.stats.frames += 1
+        self._pos = stop
+        if self.wanted is not None and not self.wanted.keeps(ctype, buf, start, stop):
+            self.stats.filtered += 1
+            return True
+        with memoryview(buf) as view:
+            out.append(Frame({"Content-Length": digits.decode(), "Content-Type": ctype}, bytes(view[start:stop])))
+        return True
+
     def close(self) -> list[Frame]:
         """End of stream: report a truncated frame (it is dropped)."""
         if self._headers is not None or self._buf.strip():
@@ -180,9 +363,28 @@ class EslParser:
         return []
 
 
-def _outer_headers(block: bytearray) -> dict[str, str]:
-    """An outer header block; the common ``Content-Length``/``Content-Type`` pair without the general parser."""
-    text = block.decode("utf-8", "replace")
+_CL = b"Content-Length: "
+_CT = b"Content-Type: "
+_EVENT_TAILS = tuple((b"\n" + _CT + t.encode() + b"\n\n", t) for t in (EVENT_PLAIN, EVENT_JSON))
+
+
+def _outer_headers(buf: bytearray, start: int, stop: int) -> dict[str, str]:
+    """The outer header block ``buf[start:stop]``; an event's ``Content-Length``/``Content-Type`` pair
+    is read in place, anything else by the general parser."""
+    if buf.startswith(_CL, start, stop):
+        nl = buf.find(b"\n", start, stop)
+        if (
+            nl >= 0
+            and buf.startswith(_CT, nl + 1, stop)
+            and buf.find(b"\n", nl + 1, stop) < 0
+            and buf.find(b"\r", start, stop) < 0
+            and stop > nl + 1 + len(_CT)
+        ):
+            return {
+                "Content-Length": buf[start + len(_CL) : nl].decode("utf-8", "replace"),
+                "Content-Type": buf[nl + 1 + len(_CT) : stop].decode("utf-8", "replace"),
+            }
+    text = buf[start:stop].decode("utf-8", "replace")
     if "\r" not in text:
         try:
             headers = dict(line.split(": ", 1) for line in text.split("\n"))  # type: ignore[misc]
@@ -278,7 +480,7 @@ class PlainEvent(Mapping[str, str]):
         start = i + len(key) + 3
         j = text.find("\n", start)
         nxt = text.find("\n", j + 1)
-        if nxt > j + 1 and not _is_header_line(text[j + 1 : nxt]):
+        if nxt > j + 1 and not _header_line(text, j + 1, nxt):
             return self._parse_all()[key]  # a raw multi-line value
         v = text[start:j]
         if "%" in v:
@@ -306,6 +508,14 @@ class PlainEvent(Mapping[str, str]):
 
     def __len__(self) -> int:
         return len(self._parse_all())
+
+    def __bool__(self) -> bool:
+        """``event or {}`` must not parse the whole block: an event whose first line is a header is not empty."""
+        if self._full is not None:
+            return bool(self._full)
+        if self._cache or _is_header_line(self._text[1 : self._text.find("\n", 1)]):
+            return True
+        return len(self) > 0
 
     def to_dict(self) -> dict[str, str]:
         return dict(self._parse_all())
@@ -343,17 +553,20 @@ def parse_json_event(body: bytes) -> dict[str, str] | None:
     if not isinstance(data, dict):
         log.warning("esl_bad_json_event", error="not an object", size=len(body))
         return None
-    out: dict[str, str] = {}
-    for k, v in data.items():
-        if isinstance(v, str):
-            out[k] = v
-        elif isinstance(v, list):
-            out[k] = "|".join(str(x) for x in v)
-        elif v is None:
-            out[k] = ""
-        else:
-            out[k] = str(v)
-    return out
+    if set(map(type, data.values())) <= _ONLY_STR:  # what FreeSWITCH sends: nothing to convert
+        return data
+    return {k: v if type(v) is str else _json_text(v) for k, v in data.items()}
+
+
+_ONLY_STR = {str}
+
+
+def _json_text(v: object) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list):
+        return "|".join(str(x) for x in v)
+    return "" if v is None else str(v)
 
 
 def event_of(frame: Frame) -> Mapping[str, str] | None:
