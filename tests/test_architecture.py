@@ -209,6 +209,11 @@ class LineTracker:
     def flush(self, now: float) -> list[Call]:
         return []
 
+    def event_time(self, event: Any) -> float | None:
+        return None  # the lines PBX stamps nothing: calls are timed by arrival
+
+    wake_at = None  # nothing is held back for a late event
+
     @property
     def open_calls(self) -> int:
         return len(self.calls)

@@ -73,7 +73,7 @@ class Daemon:
         self.store: Store | None = None
         self.tracker = make_tracker(config)
         # when events happened: the PBX's own stamps when believable (pbx/base.py EventClock), else arrival
-        stamp = getattr(self.tracker, "event_time", None) if config.pbx.event_clock == "pbx" else None
+        stamp = self.tracker.event_time if config.pbx.event_clock == "pbx" else None
         self.event_clock = EventClock(stamp)
         self._clock_session = -1
         self._clock_warned = False
@@ -271,12 +271,12 @@ class Daemon:
             self._clock_warned = True
             log.warning("pbx_clock_not_used", seconds_off=round(self.event_clock.distrusted, 1),
                         effect="calls are timed by arrival")
-        wake = getattr(self.tracker, "wake_at", None)
+        wake = self.tracker.wake_at
         self._tracker_at = at
         for call in self.tracker.feed(event, at):
             await self._finished(call)
         self._tracker_dirty = True
-        if getattr(self.tracker, "wake_at", None) != wake:
+        if self.tracker.wake_at != wake:
             self._linger_changed.set()
         if abs(self.event_clock.drift) > 1.0 and self.outbox is not None and self.store is not None:
             # reading a backlog (or a capture faster than real time): a text-back due by now in event time
@@ -393,7 +393,7 @@ class Daemon:
         event, so a call is reported when its linger ends, not at the next 30 s ``expire`` sweep.
         """
         while True:
-            wake = getattr(self.tracker, "wake_at", None)
+            wake = self.tracker.wake_at
             self._linger_changed.clear()
             if wake is None:
                 await self._linger_changed.wait()

@@ -108,6 +108,13 @@ class Tracker(Protocol):
     def restore(self, snapshot: list[dict[str, Any]]) -> int:
         """Reopen the calls of a snapshot after a restart; how many."""
 
+    def event_time(self, event: Event) -> float | None:
+        """The PBX's own time of ``event`` in epoch seconds, or None when the event carries none (``EventClock``)."""
+
+    @property
+    def wake_at(self) -> float | None:
+        """The earliest time at which ``expire`` has a call held back for a late event to report (None: none)."""
+
 
 class PbxClient(Protocol):
     connected: bool

@@ -280,6 +280,10 @@ class AmiTracker:
             return None
         return t or None
 
+    #: Asterisk holds no call back for a late event (a MessageWaiting after the last Hangup changes nothing:
+    #: VoiceMail() sets VMSTATUS on the caller's channel first; tests/test_ami_late_mwi.py)
+    wake_at: float | None = None
+
     def __init__(self, config: Config) -> None:
         pbx = config.pbx
         self.region = config.business.default_region
