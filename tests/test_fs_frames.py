@@ -269,3 +269,23 @@ def test_recorded_recv_segmentation_frames_like_one_read() -> None:
         got += p.feed(data[off : off + n])
     assert [(f.headers, f.body) for f in got] == [(f.headers, f.body) for f in frames_of(data)]
     assert p.stats.skipped == 0 and p.buffered == 0
+
+
+def test_a_json_array_variable_reads_joined_and_the_rest_stays_as_recorded() -> None:
+    """FreeSWITCH writes a multi-valued variable as a JSON array (``variable_DP_MATCH`` in the recorded busy hour):
+    it reads as its values joined with ``|``, every string value of the event is untouched."""
+    data = gzip.decompress((DATA / "traces" / "18-busy-hour.json.esl.gz").read_bytes())
+    seen = 0
+    for frame in EslParser().feed(data):
+        if frame.content_type != "text/event-json":
+            continue
+        raw = json.loads(frame.body)
+        arrays = {k: v for k, v in raw.items() if isinstance(v, list)}
+        if not arrays:
+            continue
+        ev = event_of(frame)
+        assert ev is not None
+        assert {k: ev[k] for k in arrays} == {k: "|".join(v) for k, v in arrays.items()}
+        assert {k: v for k, v in ev.items() if k not in arrays} == {k: v for k, v in raw.items() if k not in arrays}
+        seen += 1
+    assert seen > 100

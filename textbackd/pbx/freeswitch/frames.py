@@ -35,6 +35,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_not
 from urllib.parse import unquote
 
 import structlog
@@ -555,7 +557,11 @@ def parse_json_event(body: bytes) -> dict[str, str] | None:
         return None
     if set(map(type, data.values())) <= _ONLY_STR:  # what FreeSWITCH sends: nothing to convert
         return data
-    return {k: v if type(v) is str else _json_text(v) for k, v in data.items()}
+    # the few arrays (multi-valued variables) converted in place; finding them stays in C, since an
+    # event has ~200 keys and a dict comprehension over all of them cost more than json.loads itself
+    for k in list(compress(data, map(is_not, map(type, data.values()), repeat(str)))):
+        data[k] = _json_text(data[k])
+    return data
 
 
 _ONLY_STR = {str}
