@@ -8,6 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from webkit import PASSWORD, T0, client_for, fill, sign_in, store_with_users, to
 
 from textbackd import config as config_mod
 from textbackd.core.errors import ConfigError
-from textbackd.core.model import AuditAction, MessageState, TextKind
+from textbackd.core.model import AuditAction, MessageState, Role, TextKind
 from textbackd.staff import accounts
 from textbackd.store import audit
 from textbackd.store import conversations as conv_q
@@ -563,3 +564,33 @@ def test_the_user_command_adds_changes_and_lists_accounts(tmp_path):
     finally:
         store.close()
     assert re.search(r"^maria\s+owner\s+disabled\s+never", tb("list").stdout, re.M)
+
+
+async def test_adding_a_user_from_the_page_hashes_off_the_event_loop(full, monkeypatch):
+    """The argon2id hash of a new user's password (about 0.3 s of CPU) is made in the password thread, not on the
+    daemon's event loop; a bad role is refused before any hash is made. The real hash is made and stored."""
+    cfg, store = full
+    made_in: list[str] = []
+    real = accounts.hash_password
+
+    def recording(password: str) -> str:
+        made_in.append(threading.current_thread().name)
+        return real(password)
+
+    monkeypatch.setattr(accounts, "hash_password", recording)
+    c = await client_for(store, cfg)
+    try:
+        await sign_in(c, "admin")
+        token = token_in(await (await c.get("/users")).text())
+        r = await c.post("/users", data={"csrf": token, "name": "omar", "role": "janitor", "password": PASSWORD})
+        assert r.status == 400 and "not a role" in await r.text() and made_in == []
+        await c.post("/users", data={"csrf": token, "name": "omar", "role": "frontdesk", "password": PASSWORD})
+        assert len(made_in) == 1 and made_in[0].startswith("argon2") and made_in[0] != threading.main_thread().name
+        assert [u.role for u in accounts.list_users(store) if u.name == "omar"] == [Role.FRONTDESK]
+        c2 = await client_for(store, cfg)
+        try:
+            await sign_in(c2, "omar")  # the stored hash is a real argon2id hash of the password
+        finally:
+            await c2.close()
+    finally:
+        await c.close()

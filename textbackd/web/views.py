@@ -465,8 +465,8 @@ async def users_add(request: web.Request) -> web.StreamResponse:
     c = ctx_of(request)
     form = await request.post()
     try:
-        accounts.add_user(c.store, str(form.get("name", "")), str(form.get("role", "")),
-                          str(form.get("password", "")), actor=actor(request), now=c.clock())
+        await accounts.add_user_off_loop(c.store, str(form.get("name", "")), str(form.get("role", "")),
+                                         str(form.get("password", "")), actor=actor(request), now=c.clock())
     except TextbackError as e:
         return await users(request, error=str(e), status=400)
     raise web.HTTPSeeOther("/users?m=user_added")
