@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime
 
 from e2e import ASTERISK
 
@@ -14,6 +15,7 @@ from textbackd import replay as replay_mod
 
 BUSY = str(ASTERISK / "18-busy-office-hour.ami.gz")
 START = "2026-11-24T23:00:00-05:00"  # at night: texts wait for the morning, and a call-back cancels one
+DAY = "2026-11-24T10:00:00-05:00"  # a Tuesday morning, in business hours: texts go after the grace
 
 
 def textbackd(*args: str) -> subprocess.CompletedProcess:
@@ -21,12 +23,12 @@ def textbackd(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def write_cfg(tmp_path, name="t.toml", policy=""):
+def write_cfg(tmp_path, name="t.toml", policy="", grace=30):
     p = tmp_path / name
     p.write_text(
         '[business]\nname = "Apex Plumbing"\ntimezone = "America/New_York"\nbooking_link = "apex.example/book"\n'
         '[business.hours]\nmon = "08:00-18:00"\ntue = "08:00-18:00"\n'
-        f"[policy]\ngrace_seconds = 30\n{policy}"
+        f"[policy]\ngrace_seconds = {grace}\n{policy}"
     )
     return str(p)
 
@@ -38,8 +40,8 @@ def outcome(row: dict) -> str:
     return f"not texted: {row['reason']}"
 
 
-def lines(cfg: str) -> list[dict]:
-    r = textbackd("-c", cfg, "--start", START, BUSY)
+def lines(cfg: str, start: str = START) -> list[dict]:
+    r = textbackd("-c", cfg, "--start", start, BUSY)
     assert r.returncode == 0, r.stderr
     return [json.loads(x) for x in r.stdout.splitlines()]
 
@@ -50,9 +52,10 @@ def test_summary_counts_what_the_call_lines_say(tmp_path):
     rows = lines(cfg)
     r = textbackd("-c", cfg, "--start", START, "--summary", BUSY)
     assert r.returncode == 0, r.stderr
+    counts, _, timing = r.stdout.partition("\n\n")
     table = {}
     group = ""
-    for line in r.stdout.splitlines():
+    for line in counts.splitlines():
         label, n = line.rsplit(None, 1)
         if line.startswith("  "):
             table[f"{group}: {label.strip()}"] = int(n.replace(",", ""))
@@ -69,6 +72,37 @@ def test_summary_counts_what_the_call_lines_say(tmp_path):
         if k.startswith("not texted"):
             assert table[k] == v
     assert table["not texted"] == sum(v for k, v in want.items() if k.startswith("not texted"))
+    delays = sorted(seconds_to_text(x) for x in rows if outcome(x) == "texted")
+    shown = {line.rsplit("  ", 1)[0].strip(): line.rsplit(None, 2)[-2:] for line in timing.splitlines()}
+    assert shown["time to text, median"] == as_read(delays[len(delays) // 2])  # at night: texts wait for 08:00
+    assert shown["time to text, longest"] == as_read(delays[-1])
+
+
+def as_read(seconds: float) -> list[str]:
+    """The test's own reading of a duration: seconds under 2 min, minutes under 2 h, else hours."""
+    if seconds < 120:
+        return [f"{seconds:.0f}", "s"]
+    return [f"{seconds / 60:.1f}", "min"] if seconds < 7200 else [f"{seconds / 3600:.1f}", "h"]
+
+
+def seconds_to_text(x: dict) -> float:
+    return (datetime.fromisoformat(x["send_at"]) - datetime.fromisoformat(x["ended"])).total_seconds()
+
+
+def test_compare_shows_a_longer_grace_in_the_time_to_text_even_when_no_outcome_changes(tmp_path):
+    """The admin's question "what if grace were 10 minutes?": the totals side by side carry the time to text,
+    which moves for every text even where the call's outcome stays the same."""
+    mine = write_cfg(tmp_path)
+    other = write_cfg(tmp_path, "slow.toml", grace=600)
+    a, b = lines(mine, DAY), lines(other, DAY)
+    r = textbackd("-c", mine, "--start", DAY, "--compare", other, BUSY)
+    assert r.returncode == 0, r.stderr
+    timing = r.stdout.rsplit("\n\n", 1)[1]
+    median = next(line for line in timing.splitlines() if line.startswith("time to text, median"))
+    da = sorted(seconds_to_text(x) for x in a if outcome(x) == "texted")
+    db = sorted(seconds_to_text(x) for x in b if outcome(x) == "texted")
+    assert db[len(db) // 2] == 600 and da[len(da) // 2] < 600
+    assert median.split()[-4:] == [*as_read(da[len(da) // 2]), "10.0", "min"]
 
 
 def test_compare_lists_each_call_the_other_config_treats_differently(tmp_path):
@@ -86,7 +120,8 @@ def test_compare_lists_each_call_the_other_config_treats_differently(tmp_path):
     by_id = {x["id"]: (outcome(x), outcome(y)) for x, y in zip(a, b)}
     for cid, line in shown.items():
         assert line.endswith(f"{by_id[cid][0]}  ->  {by_id[cid][1]}")
-    head, *rest = totals.splitlines()
+    counts_part, _, _timing = totals.partition("\n\n")
+    head, *rest = counts_part.splitlines()
     assert head.split() == ["t.toml", "capped.toml"]
     cols = {line.rsplit(None, 2)[0].strip(): tuple(int(v.replace(",", "")) for v in line.split()[-2:]) for line in rest}
     assert cols["calls"] == (46, 46)

@@ -165,6 +165,15 @@ def outcome_of(action: dict | None) -> str:
     return "none"
 
 
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12.5 min``, ``14.0 h``: a time to text as an owner reads it."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class Totals:
     """What a replay led to, counted: calls, missed calls, and each ``outcome_of`` (``--summary``, ``--compare``)."""
 
@@ -172,13 +181,28 @@ class Totals:
         self.calls = 0
         self.missed = 0
         self.outcomes: dict[str, int] = {}
+        self.delays: list[float] = []  # seconds from each texted call's end to its text's send time
 
     def add(self, call: Call, action: dict | None) -> str:
         self.calls += 1
         self.missed += call.missed
         o = outcome_of(action)
         self.outcomes[o] = self.outcomes.get(o, 0) + 1
+        if o == "texted" and action and action.get("send_at"):
+            from datetime import datetime
+
+            self.delays.append((datetime.fromisoformat(action["send_at"]) - call.ended).total_seconds())
         return o
+
+    def time_to_text(self) -> list[tuple[str, str]]:
+        """``(label, figure)``: the median and 90th percentile of call end → text sent, and the longest; what a
+        change of grace or quiet hours moves even when every call keeps its outcome (``--summary``, ``--compare``)."""
+        if not self.delays:
+            return [("time to text, median", "-"), ("time to text, 90th percentile", "-"), ("time to text, longest", "-")]
+        d = sorted(self.delays)
+        pick = lambda q: d[min(len(d) - 1, int(q * len(d)))]  # noqa: E731 - nearest rank
+        return [("time to text, median", _duration(pick(0.5))), ("time to text, 90th percentile", _duration(pick(0.9))),
+                ("time to text, longest", _duration(d[-1]))]
 
     @property
     def texted(self) -> int:

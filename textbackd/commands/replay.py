@@ -113,9 +113,14 @@ def _replay(args: argparse.Namespace, cfg, progress: _Progress | None) -> int:
         if progress:
             progress.tick(totals.calls)
     if args.summary:
-        width = max((len(k) for k, _ in totals.rows()), default=0)
+        timing = [] if args.calls_only else totals.time_to_text()
+        width = max((len(k) for k, _ in [*totals.rows(), *timing]), default=0)
         for label, n in totals.rows():
             out.write(f"{label:<{width}}  {n:>8,}\n")
+        if timing:
+            out.write("\n")
+        for label, figure in timing:
+            out.write(f"{label:<{width}}  {figure:>8}\n")
     out.flush()
     if progress:
         progress.done()
@@ -173,10 +178,14 @@ def _compare(args: argparse.Namespace, cfg, other, progress: _Progress | None) -
     labels = [k for k, _ in mine.rows(keys)]
     name_a = os.path.basename(args.config) if args.config else "built-in config"
     name_b = os.path.basename(args.compare)
-    width = max(len(k) for k in [*labels, ""])
+    ta, tb = mine.time_to_text(), theirs.time_to_text()
+    width = max(len(k) for k in [*labels, *(k for k, _ in ta), ""])
     out.write(f"\n{'':<{width}}  {name_a:>16}  {name_b:>16}\n")
     for k in labels:
         out.write(f"{k:<{width}}  {ra.get(k, 0):>16,}  {rb.get(k, 0):>16,}\n")
+    out.write("\n")
+    for (k, fa), (_, fb) in zip(ta, tb, strict=True):
+        out.write(f"{k:<{width}}  {fa:>16}  {fb:>16}\n")
     out.flush()
     print(f"replay: {mine.calls} calls, {differ} treated differently by {name_b}", file=sys.stderr)
     return 0
