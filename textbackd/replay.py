@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 
+from textbackd.core.figures import Figures, duration
 from textbackd.core.model import Call, Contact
 from textbackd.core.settings import Config
 from textbackd.pbx import registry as pbx_kinds
@@ -165,15 +167,6 @@ def outcome_of(action: dict | None) -> str:
     return "none"
 
 
-def _duration(seconds: float) -> str:
-    """``45 s``, ``12.5 min``, ``14.0 h``: a time to text as an owner reads it."""
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 class Totals:
     """What a replay led to, counted: calls, missed calls, and each ``outcome_of`` (``--summary``, ``--compare``)."""
 
@@ -189,20 +182,17 @@ class Totals:
         o = outcome_of(action)
         self.outcomes[o] = self.outcomes.get(o, 0) + 1
         if o == "texted" and action and action.get("send_at"):
-            from datetime import datetime
-
             self.delays.append((datetime.fromisoformat(action["send_at"]) - call.ended).total_seconds())
         return o
 
     def time_to_text(self) -> list[tuple[str, str]]:
-        """``(label, figure)``: the median and 90th percentile of call end → text sent, and the longest; what a
-        change of grace or quiet hours moves even when every call keeps its outcome (``--summary``, ``--compare``)."""
-        if not self.delays:
-            return [("time to text, median", "-"), ("time to text, 90th percentile", "-"), ("time to text, longest", "-")]
-        d = sorted(self.delays)
-        pick = lambda q: d[min(len(d) - 1, int(q * len(d)))]  # noqa: E731 - nearest rank
-        return [("time to text, median", _duration(pick(0.5))), ("time to text, 90th percentile", _duration(pick(0.9))),
-                ("time to text, longest", _duration(d[-1]))]
+        """``(label, figure)``: call end → text sent, as the owner's figures give it (median, 95th percentile;
+        ``core.figures``) and the longest: what a change of grace or quiet hours moves even when every call
+        keeps its outcome (``--summary``, ``--compare``)."""
+        f = Figures(to_text=self.delays)
+        return [("time to text, median", duration(f.median_to_text)),
+                ("time to text, 95th percentile", duration(f.p95_to_text)),
+                ("time to text, longest", duration(max(self.delays, default=None)))]
 
     @property
     def texted(self) -> int:
