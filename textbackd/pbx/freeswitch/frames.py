@@ -93,7 +93,7 @@ _SUB_JSON = (b'"Event-Subclass":"', b'"Event-Subclass"')
 
 
 def _header_line(s: str | bytes | bytearray, a: int, b: int) -> bool:
-    """``s[a:b]`` is a ``Name: value`` line (``_is_header_line``) on str or bytes, without slicing."""
+    """``s[a:b]`` is a ``Name: value`` line with a name free of spaces and ``=``, on str or bytes, without slicing."""
     if isinstance(s, str):
         p = s.find(": ", a, b)
         return p > a and s.find(" ", a, p) < 0 and s.find("=", a, p) < 0
@@ -433,8 +433,8 @@ def parse_header_block(text: str, *, decode: bool = True) -> dict[str, str]:
 
 
 def _is_header_line(line: str) -> bool:
-    name, sep, _ = line.partition(": ")
-    return bool(sep and name) and " " not in name and "=" not in name
+    """``Name: value`` with a name free of spaces and ``=`` (a raw multi-line value's next line is not)."""
+    return _header_line(line, 0, len(line))
 
 
 class PlainEvent(Mapping[str, str]):
