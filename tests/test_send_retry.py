@@ -29,7 +29,8 @@ def _restore_logging():
     structlog.configure(**saved)
 
 
-def modem_config(tmp_path, device: str) -> str:
+def sender_config(tmp_path, sender: str) -> str:
+    """A clinic's config with quick outbox retries and the one ``[[senders]]`` table given."""
     path = tmp_path / "textbackd.toml"
     path.write_text(f"""
 [business]
@@ -37,31 +38,27 @@ name = "Test Clinic"
 [policy]
 retry_base_seconds = 0.2
 [[senders]]
-name = "modem1"
+{sender}""")
+    return str(path)
+
+
+def modem_config(tmp_path, device: str) -> str:
+    return sender_config(tmp_path, f"""name = "modem1"
 kind = "modem"
 device = "{device}"
 pin = "1234"
 command_timeout = 1
 """)
-    return str(path)
 
 
 def http_config(tmp_path, url: str) -> str:
-    path = tmp_path / "textbackd.toml"
-    path.write_text(f"""
-[business]
-name = "Test Clinic"
-[policy]
-retry_base_seconds = 0.2
-[[senders]]
-name = "gw"
+    return sender_config(tmp_path, f"""name = "gw"
 kind = "http"
 url = "{url}"
 timeout = 2
 message_id_path = "id"
 body = {{ to = "{{to}}", text = "{{text}}" }}
 """)
-    return str(path)
 
 
 def test_send_retries_a_gateway_503_and_says_how_many_attempts(tmp_path, httpserver: HTTPServer, capsys):
